@@ -1,0 +1,226 @@
+"""vggsearch command line: a thin layer over search.pipeline and friends.
+
+    python cli.py search --dataset mnist --trials 50     # study, pruning, retrain, test report
+    python cli.py dashboard                              # optuna-dashboard on the same storage
+    python cli.py export --study mnist --format keras    # the best model as a file
+
+Mistakes a user can make print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import search  # noqa: F401  (sets TensorFlow's environment before anything imports it)
+from search.errors import UserError
+from search.progress import console
+
+STUDIES_DIR = "studies"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and status 2, like every other user error
+        raise UserError(f"{self.prog}: {message}")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def subset_arg(text: str):
+    return "all" if text == "all" else positive_int(text)
+
+
+def add_storage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/vggsearch.db)")
+    p.add_argument("--studies-dir", default=STUDIES_DIR,
+                   help="folder of the default storage and of each study's outputs")
+
+
+def add_retrain_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--retrain-epochs", type=positive_int,
+                   help="epochs of the retrain (default: the best trial's best epoch)")
+    p.add_argument("--retrain-subset", type=subset_arg,
+                   help="training images of the retrain: N or 'all' (default: the search's)")
+    p.add_argument("--cache-dir", help="activation cache (default: <studies-dir>/cache)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from search.pipeline import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION
+    from search.space import DEFAULT_SPACE
+    from search.study import PRUNERS
+
+    parser = Parser(prog="cli.py", description="Optuna search over VGG16 transfer learning.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = commands.add_parser("search", help="run or resume a study, then retrain and report")
+    p.add_argument("--dataset", default="mnist",
+                   help="mnist, fashion_mnist, cifar10, cifar100, digits, a folder of class "
+                        "sub-folders, or an .npz (x_train, y_train, x_test, y_test)")
+    p.add_argument("--trials", type=int, default=50,
+                   help="finished trials the study should have (re-running resumes)")
+    p.add_argument("--study", help="study name (default: from the dataset)")
+    p.add_argument("--space", default=str(DEFAULT_SPACE), help="search space TOML file")
+    p.add_argument("--subset", type=positive_int,
+                   help="use N training images for the search (stratified)")
+    p.add_argument("--image-size", type=int, default=32, help="side in pixels (at least 32)")
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet, none (random), or the path of a VGG16 notop .h5 file")
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
+                   help="stratified validation share of the training images")
+    p.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS,
+                   help="most epochs a trial trains (the pruners' resource)")
+    p.add_argument("--pruner", choices=PRUNERS, default="hyperband")
+    p.add_argument("--seed", type=int, help="seed of the sampler and of training")
+    p.add_argument("--no-retrain", action="store_true", help="stop after the search")
+    add_retrain_options(p)
+    add_storage(p)
+
+    p = commands.add_parser("retrain", help="retrain a study's best trial, test it, write reports")
+    p.add_argument("--study", required=True)
+    add_retrain_options(p)
+    add_storage(p)
+
+    p = commands.add_parser("report", help="top trials, best parameters and test metrics")
+    p.add_argument("--study", required=True)
+    p.add_argument("--top", type=positive_int, default=10, help="how many trials to list")
+    add_storage(p)
+
+    p = commands.add_parser("export", help="write the retrained best model to a file")
+    p.add_argument("--study", required=True)
+    p.add_argument("--format", default="keras", choices=["keras"])
+    p.add_argument("--out", help="output path (default: studies/<study>/export/<study>.keras)")
+    add_storage(p)
+
+    p = commands.add_parser("dashboard", help="start optuna-dashboard on the study storage")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    add_storage(p)
+
+    p = commands.add_parser("list", help="studies in a storage")
+    add_storage(p)
+    return parser
+
+
+def storage_url(args) -> str:
+    from search.study import default_storage
+
+    return args.storage or default_storage(args.studies_dir)
+
+
+def cmd_search(args) -> None:
+    from search.pipeline import run_search
+
+    run_search(args.dataset, args.trials, study_name=args.study, storage=args.storage,
+               studies_dir=args.studies_dir, space=args.space, subset=args.subset,
+               image_size=args.image_size, weights=args.weights, val_fraction=args.val_fraction,
+               epochs=args.epochs, pruner=args.pruner, seed=args.seed,
+               do_retrain=not args.no_retrain, retrain_epochs=args.retrain_epochs,
+               retrain_subset=args.retrain_subset, cache_dir=args.cache_dir)
+
+
+def cmd_retrain(args) -> None:
+    from search.pipeline import retrain_study
+
+    retrain_study(args.study, storage=args.storage, studies_dir=args.studies_dir,
+                  epochs=args.retrain_epochs, subset=args.retrain_subset, cache_dir=args.cache_dir)
+
+
+def cmd_report(args) -> None:
+    from rich.table import Table
+
+    from search.study import connect, load_study, trial_counts
+
+    study, settings = load_study(connect(storage_url(args)), args.study)
+    counts = ", ".join(f"{n} {s}" for s, n in trial_counts(study).items() if n)
+    console.print(f"study {study.study_name} on {settings.dataset}: {counts}")
+    ranked = sorted((t for t in study.trials if t.value is not None),
+                    key=lambda t: t.value, reverse=True)[:args.top]
+    names = list(settings.space)
+    table = Table(title=f"top {len(ranked)} trials")
+    for column in ["#", "state", "val_accuracy", "epochs", "s", *names]:
+        table.add_column(column, justify="right")
+    for t in ranked:
+        table.add_row(str(t.number), t.state.name.lower(), f"{t.value:.4f}",
+                      str(t.user_attrs.get("epochs_run", "")), str(t.user_attrs.get("seconds", "")),
+                      *(f"{t.params.get(n):.3g}" if isinstance(t.params.get(n), float)
+                        else str(t.params.get(n)) for n in names))
+    console.print(table)
+    report_file = Path(args.studies_dir) / args.study / "report.json"
+    if report_file.is_file():
+        test = json.loads(report_file.read_text())["test"]
+        metrics = Table(title=f"test set ({test['n_test']} images)")
+        for column in ["class", "precision", "recall", "f1", "support"]:
+            metrics.add_column(column, justify="right")
+        for name, row in test["classification_report"].items():
+            if isinstance(row, dict):
+                metrics.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}",
+                                f"{row['f1-score']:.4f}", str(int(row['support'])))
+        console.print(metrics)
+        console.print(f"test accuracy {test['test_accuracy']:.4f}, loss {test['test_loss']:.4f}")
+    else:
+        console.print(f"not retrained yet: python cli.py retrain --study {args.study}")
+
+
+def cmd_export(args) -> None:
+    from search.export import export
+    from search.study import check_study_name
+
+    out = export(Path(args.studies_dir) / check_study_name(args.study), args.format, args.out)
+    console.print(f"exported {out}")
+
+
+def cmd_dashboard(args) -> None:
+    import optuna_dashboard
+
+    from search.study import connect
+
+    storage = connect(storage_url(args))
+    console.print(f"optuna-dashboard on {storage_url(args)}: http://{args.host}:{args.port}/ "
+                  "(Ctrl-C stops it)")
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+
+
+def cmd_list(args) -> None:
+    import optuna
+    from rich.table import Table
+
+    from search.study import SETTINGS_ATTR, connect
+
+    summaries = optuna.get_all_study_summaries(connect(storage_url(args)))
+    table = Table(title=f"studies in {storage_url(args)}")
+    for column in ["study", "dataset", "trials", "best val_accuracy"]:
+        table.add_column(column)
+    for s in summaries:
+        best = f"{s.best_trial.value:.4f}" if s.best_trial else "-"
+        dataset = s.user_attrs.get(SETTINGS_ATTR, {}).get("dataset", "?")
+        table.add_row(s.study_name, dataset, str(s.n_trials), best)
+    console.print(table)
+
+
+COMMANDS = {"search": cmd_search, "retrain": cmd_retrain, "report": cmd_report,
+            "export": cmd_export, "dashboard": cmd_dashboard, "list": cmd_list}
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        COMMANDS[args.command](args)
+    except UserError as err:
+        console.print(f"error: {err}", style="bold red", markup=False, highlight=False,
+                      soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted: finished trials are saved; run the same command to resume",
+                      style="yellow")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Frozen-prefix cache: activations at the frozen/trainable boundary, computed once, kept on disk.
+
+A trial with k unfrozen blocks trains on the activations after block 5-k. Those depend only on the
+images, the weights, the cut and (for augmented views) the augmentation strength and view number,
+so they are computed once per such key, written to an .npy file (write, then rename: a crash never
+leaves a file that a later run trusts) and memory-mapped by every trial and study that needs them.
+
+Augmentation with a cache: instead of new random images each step (which would put the whole
+frozen prefix back into every step), each augmentation strength has a bank of `views` random
+augmented copies of the training images, each computed once; epoch e trains on view e % views.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from search.model import activation_shape, frozen_prefix
+from search.preprocess import ImageSet, augmenter, vgg16_inputs
+from search.progress import task
+
+BATCH = 256  # images per forward pass of the prefix
+AUGMENTED_VIEWS = 4  # views per augmentation strength; epoch e uses view e % AUGMENTED_VIEWS
+
+
+class FeatureCache:
+    """Activations of image sets after the first `frozen_blocks` VGG16 blocks."""
+
+    def __init__(self, root, base, weights_id: str, image_size: int, flips: bool, seed: int = 0,
+                 views: int = AUGMENTED_VIEWS, progress=None):
+        self.root = Path(root)
+        self.base = base
+        self.weights_id = weights_id
+        self.image_size = image_size
+        self.flips = flips
+        self.seed = seed
+        self.views = views
+        self.progress = progress
+        self._prefixes = {}
+
+    def path(self, images: ImageSet, frozen_blocks: int, strength: float, view: int) -> Path:
+        weights = self.weights_id.replace(":", "-")
+        aug = f"aug{strength:g}-flips{int(self.flips)}-seed{self.seed}-view{view}" if strength else "noaug"
+        return (self.root / f"{images.key}-{self.image_size}px" / weights
+                / f"frozen{frozen_blocks}-{aug}.npy")
+
+    def activations(self, images: ImageSet, frozen_blocks: int, strength: float = 0.0,
+                    view: int = 0) -> np.ndarray:
+        """Memory-mapped activations of `images` (view `view` at `strength`), computed if missing."""
+        view = view % self.views if strength else 0
+        path = self.path(images, frozen_blocks, strength, view)
+        if not path.exists():
+            self._compute(images, frozen_blocks, strength, view, path)
+        return np.load(path, mmap_mode="r")
+
+    def training_views(self, images: ImageSet, frozen_blocks: int, strength: float) -> list:
+        """The arrays a training run cycles through, one per epoch: one unless augmenting."""
+        n = self.views if strength else 1
+        return [self.activations(images, frozen_blocks, strength, v) for v in range(n)]
+
+    def _prefix(self, frozen_blocks: int):
+        if frozen_blocks not in self._prefixes:
+            self._prefixes[frozen_blocks] = frozen_prefix(self.base, frozen_blocks, self.image_size)
+        return self._prefixes[frozen_blocks]
+
+    def _compute(self, images: ImageSet, frozen_blocks: int, strength: float, view: int,
+                 path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prefix = self._prefix(frozen_blocks)
+        augment = augmenter(strength, self.flips, seed=self.seed * 1000 + view) if strength else None
+        n = len(images.images)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        out = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32,
+            shape=(n, *activation_shape(self.image_size, frozen_blocks)))
+        label = f"caching {n} images after {frozen_blocks} frozen blocks"
+        if strength:
+            label += f", augmentation {strength:g} view {view + 1}/{self.views}"
+        try:
+            with task(self.progress, label, n) as advance:
+                for start in range(0, n, BATCH):
+                    x = images.images[start:start + BATCH]
+                    if augment is not None:
+                        x = np.asarray(augment(x, training=True))
+                    x = vgg16_inputs(x)
+                    out[start:start + BATCH] = x if prefix is None else prefix(x, training=False)
+                    advance(len(x))
+            out.flush()
+            del out
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -1,0 +1,77 @@
+"""One trial: sample a configuration, build its suffix, fit it on cached activations with pruning."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import optuna
+from optuna_integration import KerasPruningCallback
+
+from search.cache import FeatureCache
+from search.preprocess import ImageSet
+from search.progress import task
+from search.space import Space
+from search.train import EpochLog, train_suffix
+
+MONITOR = "val_accuracy"  # reported to Optuna every epoch; the trial's value is its best
+
+
+class StrictPruningCallback(KerasPruningCallback):
+    """optuna-integration's callback, except that a missing metric stops the trial: the library
+    only warns, and a typo in the monitored name would silently switch pruning off."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._monitor not in (logs or {}):
+            raise KeyError(f"pruning monitors {self._monitor!r} but the epoch's logs have only "
+                           f"{sorted(logs or {})}")
+        super().on_epoch_end(epoch, logs)
+
+
+@dataclass
+class Objective:
+    """`objective(trial)` for `study.optimize`: returns the best validation accuracy over epochs."""
+
+    space: Space
+    cache: FeatureCache
+    train: ImageSet
+    val: ImageSet
+    n_classes: int
+    epochs: int
+    seed: int = 0
+    progress: object = None  # the command's rich Progress, if it shows one
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = self.space.sample(trial)
+        batches = self.epochs * math.ceil(len(self.train.labels) / params["batch_size"])
+        started = time.perf_counter()
+        with task(self.progress, f"trial {trial.number}: {params['unfrozen_blocks']} unfrozen "
+                  f"blocks, batch {params['batch_size']}", batches) as advance:
+            log = EpochLog(len(self.train.labels), advance)
+            try:
+                suffix = train_suffix(params, self.cache, self.train, self.val, self.n_classes,
+                                      self.epochs, self.seed + trial.number,
+                                      [log, StrictPruningCallback(trial, MONITOR)])
+            except optuna.TrialPruned as pruned:
+                trial.set_user_attr("pruned_reason", str(pruned))
+                raise
+            finally:
+                _record(trial, log, time.perf_counter() - started)
+        scores = [epoch[MONITOR] for epoch in log.epochs]
+        if not scores or not all(s == s for s in scores):  # NaN: the loss diverged
+            trial.set_user_attr("pruned_reason", "the loss diverged (NaN)")
+            raise optuna.TrialPruned("the loss diverged (NaN)")
+        trial.set_user_attr("trainable_params", int(suffix.count_params()))
+        return max(scores)
+
+
+def _record(trial: optuna.Trial, log, seconds: float) -> None:
+    """What the dashboard and the report show of a trial, whatever way it ended."""
+    trial.set_user_attr("seconds", round(seconds, 1))
+    if not log.epochs:
+        return
+    scores = [e.get(MONITOR, float("nan")) for e in log.epochs]
+    trial.set_user_attr("epochs_run", len(log.epochs))
+    trial.set_user_attr("best_epoch", int(max(range(len(scores)), key=lambda i: scores[i])) + 1)
+    trial.set_user_attr("images_per_second", round(log.images_per_second, 1))
+    trial.set_user_attr("train_loss", [round(e["loss"], 5) for e in log.epochs])

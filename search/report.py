@@ -1,0 +1,168 @@
+"""A study's outputs: report.json, report.md, and the pictures people look at (curves, confusion
+matrix, sample predictions), all under studies/<study>/."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from search.objective import MONITOR
+from search.retrain import Retrained
+from search.study import SearchSettings, trial_counts
+
+N_SAMPLES = 24  # test images in sample_predictions.png, mistakes first
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write then rename: a crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_report(out_dir: Path, study: optuna.Study, settings: SearchSettings,
+                 retrained: Retrained, evaluation: dict, class_names: list[str],
+                 seconds: dict) -> dict:
+    """Write every output file; returns the report (what report.json holds)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    best = study.best_trial
+    report = {
+        "study": study.study_name,
+        "settings": asdict(settings),
+        "trials": trial_counts(study),
+        "best_trial": {"number": best.number, "value": best.value, "params": best.params,
+                       "user_attrs": best.user_attrs},
+        "retrain": {"trial": retrained.trial_number, "params": retrained.params,
+                    "epochs": len(retrained.epochs), "images": retrained.n_images,
+                    "history": retrained.epochs},
+        "test": {k: evaluation[k] for k in ("test_accuracy", "test_loss", "n_test",
+                                             "classification_report", "confusion_matrix")},
+        "seconds": seconds,
+        "class_names": class_names,
+        "files": ["report.json", "report.md", "learning_curves.png", "confusion_matrix.png",
+                  "sample_predictions.png", "model.keras", "model.json"],
+    }
+    plot_learning_curves(out_dir / "learning_curves.png", study, retrained)
+    plot_confusion_matrix(out_dir / "confusion_matrix.png", evaluation, class_names)
+    plot_sample_predictions(out_dir / "sample_predictions.png", evaluation, class_names)
+    write_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=float))
+    write_atomic(out_dir / "report.md", markdown(report, evaluation["classification_report_text"]))
+    return report
+
+
+def markdown(report: dict, classification_text: str) -> str:
+    best, test, s = report["best_trial"], report["test"], report["settings"]
+    params = "\n".join(f"| {k} | {v:.3g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                       for k, v in best["params"].items())
+    counts = ", ".join(f"{n} {state}" for state, n in report["trials"].items() if n)
+    return f"""# Study `{report['study']}`
+
+Dataset `{s['dataset']}` (search subset: {s['subset'] or 'all'}, validation {s['val_fraction']:.0%}),
+images {s['image_size']} px, weights `{s['weights']}`, up to {s['epochs']} epochs a trial.
+Trials: {counts}. Wall time: search {report['seconds'].get('search', 0):.0f} s,
+retrain + evaluation {report['seconds'].get('retrain', 0):.0f} s.
+
+## Best trial: #{best['number']}, validation accuracy {best['value']:.4f}
+
+| parameter | value |
+|---|---|
+{params}
+
+## Test set ({test['n_test']} images), after retraining on {report['retrain']['images']} images for {report['retrain']['epochs']} epochs
+
+**Accuracy {test['test_accuracy']:.4f}**, loss {test['test_loss']:.4f}
+
+```
+{classification_text}```
+
+![learning curves](learning_curves.png)
+![confusion matrix](confusion_matrix.png)
+![sample predictions](sample_predictions.png)
+"""
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(path: Path, study: optuna.Study, retrained: Retrained) -> None:
+    """Left: validation accuracy per epoch of every trial (pruned ones dashed, best bold).
+    Right: the retrain's training loss and accuracy per epoch."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        steps = sorted(t.intermediate_values)
+        values = [t.intermediate_values[s] for s in steps]
+        epochs = [s + 1 for s in steps]
+        if t.number == study.best_trial.number:
+            left.plot(epochs, values, "-o", color="C3", lw=2.5, label=f"best (#{t.number})", zorder=3)
+        elif t.state == TrialState.PRUNED:
+            left.plot(epochs, values, "--x", color="grey", alpha=0.6, lw=1)
+        else:
+            left.plot(epochs, values, "-", color="C0", alpha=0.5, lw=1)
+    left.plot([], [], "--x", color="grey", label="pruned")
+    left.plot([], [], "-", color="C0", label="completed")
+    left.set(title=f"search: {MONITOR} per epoch", xlabel="epoch", ylabel=MONITOR)
+    left.legend(loc="lower right")
+    epochs = range(1, len(retrained.epochs) + 1)
+    right.plot(epochs, [e["loss"] for e in retrained.epochs], "-o", color="C1", label="loss")
+    right.set(title=f"retrain of trial #{retrained.trial_number}", xlabel="epoch", ylabel="loss")
+    acc = right.twinx()
+    acc.plot(epochs, [e["accuracy"] for e in retrained.epochs], "-s", color="C2", label="accuracy")
+    acc.set_ylabel("training accuracy")
+    lines = right.get_lines() + acc.get_lines()
+    right.legend(lines, [line.get_label() for line in lines], loc="center right")
+    for ax in (left, right):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_confusion_matrix(path: Path, evaluation: dict, class_names: list[str]) -> None:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _pyplot()
+    size = max(5, 0.45 * len(class_names))
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(np.array(evaluation["confusion_matrix"]),
+                           display_labels=class_names).plot(
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation="vertical",
+        include_values=len(class_names) <= 20)
+    ax.set_title(f"test accuracy {evaluation['test_accuracy']:.4f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_sample_predictions(path: Path, evaluation: dict, class_names: list[str]) -> None:
+    """Test images with predicted and true labels; mistakes (red) first."""
+    plt = _pyplot()
+    y, predicted, x = evaluation["y_test"], evaluation["predicted"], evaluation["x_test"]
+    wrong = np.flatnonzero(predicted != y)
+    right = np.flatnonzero(predicted == y)
+    shown = np.concatenate([wrong[:N_SAMPLES // 2], right])[:N_SAMPLES]
+    cols = 8
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.4, rows * 1.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, shown):
+        ax.imshow(x[i], cmap="gray" if x[i].ndim == 2 else None)
+        ok = predicted[i] == y[i]
+        ax.set_title(f"{class_names[predicted[i]]}" + ("" if ok else f"\n(true {class_names[y[i]]})"),
+                     color="green" if ok else "red", fontsize=8)
+    fig.suptitle("sample test predictions (red: mistakes)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

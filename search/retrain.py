@@ -1,0 +1,89 @@
+"""After the search: retrain the best configuration on train + validation, evaluate on the test set.
+
+Epochs: the best trial's best epoch (the epoch count at which its validation accuracy peaked), so
+the retrained model sees as many passes over (a little more) data as the best trial did.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from search.cache import FeatureCache
+from search.data import Dataset, training_images
+from search.model import N_BLOCKS, assemble, frozen_prefix
+from search.preprocess import prepare, vgg16_inputs
+from search.progress import task
+from search.study import SearchSettings
+from search.train import EpochLog, train_suffix
+
+PREDICT_BATCH = 256
+
+
+@dataclass
+class Retrained:
+    model: object  # the whole classifier: VGG16 inputs -> class probabilities
+    params: dict
+    epochs: list[dict]  # per-epoch training metrics of the retrain
+    n_images: int
+    trial_number: int
+
+
+def retrain(trial, settings: SearchSettings, data: Dataset, cache: FeatureCache,
+            epochs: int | None = None, subset: int | str | None = None, seed: int = 0,
+            progress=None) -> Retrained:
+    """Train `trial`'s configuration on the search's images (or `subset` of all; 'all' for all)."""
+    params = dict(trial.params)
+    epochs = epochs or int(trial.user_attrs.get("best_epoch", settings.epochs))
+    n = settings.subset if subset is None else (None if subset == "all" else int(subset))
+    x, y = training_images(data, n)
+    images = prepare(x, y, settings.image_size)
+    n_batches = epochs * -(-len(y) // params["batch_size"])
+    with task(progress, f"retraining trial {trial.number} on {len(y)} images, {epochs} epochs",
+              n_batches) as advance:
+        log = EpochLog(len(y), advance)
+        suffix = train_suffix(params, cache, images, None, len(data.class_names), epochs, seed,
+                              [log])
+    frozen = N_BLOCKS - params["unfrozen_blocks"]
+    model = assemble(frozen_prefix(cache.base, frozen, settings.image_size), suffix,
+                     settings.image_size)
+    return Retrained(model, params, log.epochs, len(y), trial.number)
+
+
+def predict(model, x_raw: np.ndarray, image_size: int, progress=None) -> np.ndarray:
+    """Class probabilities for raw images, with the same preprocessing as training."""
+    images = prepare(x_raw, np.zeros(len(x_raw)), image_size).images
+    probs = []
+    with task(progress, f"predicting {len(images)} images", len(images)) as advance:
+        for start in range(0, len(images), PREDICT_BATCH):
+            batch = vgg16_inputs(images[start:start + PREDICT_BATCH])
+            probs.append(np.asarray(model(batch, training=False)))
+            advance(len(batch))
+    return np.concatenate(probs)
+
+
+def evaluate(model, data: Dataset, image_size: int, progress=None) -> dict:
+    """Test-set accuracy, loss, scikit-learn's classification report and the confusion matrix."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    x_test, y_test = data.test_set()
+    probs = predict(model, x_test, image_size, progress)
+    predicted = probs.argmax(axis=1)
+    labels = list(range(len(data.class_names)))
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_test)), y_test], 1e-12, 1.0))))
+    return {
+        "test_accuracy": float(np.mean(predicted == y_test)),
+        "test_loss": loss,
+        "n_test": int(len(y_test)),
+        "classification_report": classification_report(
+            y_test, predicted, labels=labels, target_names=data.class_names, output_dict=True,
+            zero_division=0),
+        "classification_report_text": classification_report(
+            y_test, predicted, labels=labels, target_names=data.class_names, digits=4,
+            zero_division=0),
+        "confusion_matrix": confusion_matrix(y_test, predicted, labels=labels).tolist(),
+        "predicted": predicted,
+        "probabilities": probs,
+        "x_test": x_test,
+        "y_test": y_test,
+    }

@@ -1,0 +1,126 @@
+"""The Optuna study: storage, sampler, pruner, the settings it was made with, resuming it."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from search.errors import UserError
+
+SETTINGS_ATTR = "vggsearch_settings"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+PRUNERS = ("hyperband", "halving", "median", "none")
+HEARTBEAT_SECONDS = 60  # a RUNNING trial silent for 2 heartbeats belonged to a dead worker
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """What determines a study's data, model and space: a resumed study must use the same."""
+
+    dataset: str
+    subset: int | None
+    image_size: int
+    weights: str  # 'imagenet', 'none' or the weights file's path, as given
+    weights_id: str  # 'imagenet', 'none' or the file's content hash
+    val_fraction: float
+    epochs: int
+    space: dict
+
+
+def default_storage(studies_dir) -> str:
+    return f"sqlite:///{Path(studies_dir) / 'vggsearch.db'}"
+
+
+def check_study_name(name: str) -> str:
+    """Study names become folder names: no path separators, no leading dot."""
+    if not STUDY_NAME.fullmatch(name):
+        raise UserError(f"invalid study name {name!r}: use letters, digits, '_', '.', '-' "
+                        "(no path separators, at most 100 characters)")
+    return name
+
+
+def connect(url: str):
+    """The storage behind `url`, checked to answer now (not at the first trial)."""
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if url.startswith(("sqlite", "postgresql", "mysql")):
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS)
+        else:
+            storage = optuna.storages.get_storage(url)
+        storage.get_all_studies()
+    except Exception as err:  # SQLAlchemy/driver errors: wrong host, password, scheme...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot open storage {url}: {reason}")
+    return storage
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    """Pruners over epochs, the trial's resource: Hyperband by default."""
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
+                                              reduction_factor=3)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UserError(f"unknown pruner {name!r}: use one of {', '.join(PRUNERS)}")
+
+
+def open_study(storage, name: str, settings: SearchSettings, seed: int | None,
+               pruner: str = "hyperband") -> optuna.Study:
+    """Create the study, or load it if it exists and was made with the same settings."""
+    check_study_name(name)
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True),
+        pruner=make_pruner(pruner, settings.epochs))
+    wanted = asdict(settings)
+    recorded = study.user_attrs.get(SETTINGS_ATTR)
+    if recorded is None:
+        study.set_user_attr(SETTINGS_ATTR, wanted)
+    elif recorded != wanted:
+        changed = [f"{k}: study has {recorded.get(k)!r}, this run {wanted[k]!r}"
+                   for k in wanted if recorded.get(k) != wanted[k] and k != "space"]
+        if recorded.get("space") != wanted["space"]:
+            changed.append("the search space differs")
+        raise UserError(f"study {name!r} exists with other settings ({'; '.join(changed)}); "
+                        "use the same settings to resume, or another --study name")
+    return study
+
+
+def load_study(storage, name: str) -> tuple[optuna.Study, SearchSettings]:
+    """An existing study made by vggsearch, and its settings."""
+    check_study_name(name)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        raise UserError(f"no study {name!r} in this storage (it has: {', '.join(names) or 'none'})")
+    settings = study.user_attrs.get(SETTINGS_ATTR)
+    if settings is None:
+        raise UserError(f"study {name!r} was not made by vggsearch (no recorded settings)")
+    return study, SearchSettings(**settings)
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def trial_counts(study: optuna.Study) -> dict:
+    """Trials by state: {'running': 0, 'complete': 12, 'pruned': 7, 'fail': 1, 'waiting': 0}."""
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return {s.name.lower(): states.count(s) for s in TrialState}
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    try:
+        return study.best_trial
+    except ValueError:
+        raise UserError(f"study {study.study_name!r} has no completed trial yet")

@@ -1,0 +1,91 @@
+"""Training a suffix (trainable blocks + head) on cached activations, the same for trials and retrain."""
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+
+from search.cache import FeatureCache
+from search.model import N_BLOCKS, build_suffix
+from search.preprocess import ImageSet
+
+
+class CachedBatches(keras.utils.PyDataset):
+    """Batches of cached activations, reshuffled each epoch; epoch e reads view e % len(views)."""
+
+    def __init__(self, views: list, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0):
+        super().__init__()
+        self.views, self.labels, self.batch_size, self.shuffle = views, labels, batch_size, shuffle
+        self.rng = np.random.default_rng(seed)
+        self.epoch = 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        n = len(self.labels)
+        return self.rng.permutation(n) if self.shuffle else np.arange(n)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __getitem__(self, i: int):
+        # Sorted indices read a memory-mapped file front to back.
+        index = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
+        return self.views[self.epoch % len(self.views)][index], self.labels[index]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Per-epoch metrics and training speed; advances a progress task batch by batch."""
+
+    def __init__(self, n_images: int, advance=None):
+        super().__init__()
+        self.n_images, self.advance = n_images, advance
+        self.epochs: list[dict] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        self.train_seconds = None
+        if self.advance:
+            self.advance(0, f"epoch {epoch + 1}/{self.params['epochs']}")
+
+    def on_test_begin(self, logs=None):  # validation starts: the training part of the epoch ended
+        self.train_seconds = time.perf_counter() - self.started
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.advance:
+            self.advance()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = self.train_seconds or time.perf_counter() - self.started
+        self.epochs.append({**{k: float(v) for k, v in (logs or {}).items()},
+                            "seconds": seconds, "images_per_second": self.n_images / seconds})
+        if not all(math.isfinite(v) for v in self.epochs[-1].values()):
+            self.model.stop_training = True  # diverged: further epochs cannot recover
+
+    @property
+    def images_per_second(self) -> float:
+        return float(np.mean([e["images_per_second"] for e in self.epochs])) if self.epochs else 0.0
+
+
+def train_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageSet | None,
+                 n_classes: int, epochs: int, seed: int, callbacks=()):
+    """Build the suffix for `params` and fit it on cached activations; returns the trained suffix.
+    Pass an `EpochLog` first in `callbacks` to see the epochs even of a run a callback stops."""
+    frozen = N_BLOCKS - params["unfrozen_blocks"]
+    keras.utils.set_random_seed(seed)
+    train_views = cache.training_views(train, frozen, params["augment_strength"])
+    val_data = None
+    if val is not None:
+        val_data = CachedBatches([cache.activations(val, frozen)], val.labels, 256, shuffle=False)
+    suffix = build_suffix(cache.base, frozen, cache.image_size, n_classes,
+                          params["head_units"], params["dropout"])
+    suffix.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
+                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    suffix.fit(CachedBatches(train_views, train.labels, params["batch_size"], True, seed),
+               validation_data=val_data, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    return suffix
