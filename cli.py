@@ -15,6 +15,7 @@ from pathlib import Path
 
 import search  # noqa: F401  (sets TensorFlow's environment before anything imports it)
 from search.errors import UserError
+from search.interrupt import graceful
 from search.progress import console
 
 STUDIES_DIR = "studies"
@@ -210,7 +211,8 @@ COMMANDS = {"search": cmd_search, "retrain": cmd_retrain, "report": cmd_report,
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        COMMANDS[args.command](args)
+        with graceful():
+            COMMANDS[args.command](args)
     except UserError as err:
         console.print(f"error: {err}", style="bold red", markup=False, highlight=False,
                       soft_wrap=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from search import interrupt
 from search.model import activation_shape, frozen_prefix
 from search.preprocess import ImageSet, augmenter, vgg16_inputs
 from search.progress import task
@@ -86,6 +87,7 @@ class FeatureCache:
                     x = vgg16_inputs(x)
                     out[start:start + BATCH] = x if prefix is None else prefix(x, training=False)
                     advance(len(x))
+                    interrupt.check()
             out.flush()
             del out
             os.replace(tmp, path)

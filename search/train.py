@@ -7,6 +7,7 @@ import time
 import keras
 import numpy as np
 
+from search import interrupt
 from search.cache import FeatureCache
 from search.model import N_BLOCKS, build_suffix
 from search.preprocess import ImageSet
@@ -57,6 +58,7 @@ class EpochLog(keras.callbacks.Callback):
         self.train_seconds = time.perf_counter() - self.started
 
     def on_train_batch_end(self, batch, logs=None):
+        interrupt.check()
         if self.advance:
             self.advance()
 

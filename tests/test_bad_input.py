@@ -1,0 +1,103 @@
+"""Every mistake a user can make: one clear line on stderr, exit status 2, no traceback, and a
+study that is still intact afterwards."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY_SPACE, WEIGHTS, run_cli, study_trials
+
+QUICK = ["--subset", "100", "--space", TINY_SPACE, "--weights", "none", "--epochs", "1"]
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def image_folder(root, classes, extra=None):
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((12, 12), 40 * i, np.uint8)).save(root / name / f"{i}.png")
+    if extra:
+        extra(root)
+    return root
+
+
+SPACE = TINY_SPACE.read_text()
+CASES = {
+    "unknown dataset": (["--dataset", "imagenet22k"], "unknown dataset"),
+    "trials below one": (["--trials", "0"], "--trials must be at least 1"),
+    "missing weights file": (["--weights", "/nonexistent/vgg16.h5"], "weights file not found"),
+    "corrupt weights file": (lambda tmp: ["--weights", write(tmp / "w.h5", "not hdf5")],
+                             "not a valid VGG16 .h5 file"),
+    "truncated weights file": (
+        lambda tmp: ["--weights", _truncated(tmp)], "not a valid VGG16 .h5 file"),
+    "space: unknown parameter": (
+        lambda tmp: ["--space", write(tmp / "s.toml", SPACE + "\n[momentum]\ntype='float'\n")],
+        "unknown parameter(s) momentum"),
+    "space: low above high": (
+        lambda tmp: ["--space", write(tmp / "s.toml", SPACE.replace("low = 1e-5", "low = 1.0"))],
+        "is greater than high"),
+    "space: empty choices": (
+        lambda tmp: ["--space", write(tmp / "s.toml", SPACE.replace("[32, 64]\n\n[dropout]",
+                                                                    "[]\n\n[dropout]"))],
+        "choices must be a non-empty list"),
+    "space: not TOML": (lambda tmp: ["--space", write(tmp / "s.toml", "[[[")], "not valid TOML"),
+    "space: wrong type": (
+        lambda tmp: ["--space", write(tmp / "s.toml", SPACE.replace("high = 0.3", "high = 'x'"))],
+        "must be numbers"),
+    "unreachable storage": (["--storage", "postgresql://nobody@127.0.0.1:1/none"],
+                            "cannot open storage"),
+    "study name with a path": (["--study", "../x"], "invalid study name"),
+    "corrupt npz": (lambda tmp: ["--dataset", write(tmp / "d.npz", "garbage")],
+                    "not a readable .npz file"),
+    "folder with one class": (lambda tmp: ["--dataset", image_folder(tmp / "one", ["cat"])],
+                              "at least two classes"),
+    "folder with an unreadable image": (
+        lambda tmp: ["--dataset", image_folder(tmp / "bad", ["cat", "dog"],
+                                               lambda r: write(r / "dog" / "x.png", "text"))],
+        "not a readable image"),
+    "dataset not downloadable offline": (
+        lambda tmp: ["--dataset", "mnist"], "place its files at"),
+}
+
+
+def _truncated(tmp):
+    if not WEIGHTS.exists():
+        pytest.skip("needs the shared VGG16 weights to truncate")
+    data = WEIGHTS.read_bytes()
+    path = tmp / "truncated.h5"
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_and_status_2(case, tmp_path, studies):
+    args, expected = CASES[case]
+    args = args(tmp_path) if callable(args) else args
+    env = {"KERAS_HOME": str(tmp_path / "empty_keras_home")}  # nothing cached, no internet
+    done = run_cli("search", "--dataset", "digits", *QUICK, "--studies-dir", studies, *args,
+                   env=env, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], done.stderr
+
+
+def test_other_settings_are_refused_and_the_study_is_intact(studies):
+    first = run_cli("search", "--dataset", "digits", *QUICK, "--trials", "1", "--no-retrain",
+                    "--studies-dir", studies)
+    assert first.returncode == 0, first.stderr
+    before = [(t.number, t.state) for t in study_trials(studies, "digits")]
+    other = run_cli("search", "--dataset", "digits", *QUICK, "--trials", "2", "--image-size", "48",
+                    "--studies-dir", studies)
+    assert other.returncode == 2
+    assert "exists with other settings" in other.stderr and "image_size" in other.stderr
+    assert [(t.number, t.state) for t in study_trials(studies, "digits")] == before
+
+
+def test_commands_on_a_missing_study_or_model(studies):
+    for command in (["retrain"], ["report"], ["export", "--format", "keras"]):
+        done = run_cli(*command, "--study", "nothing", "--studies-dir", studies)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

@@ -1,0 +1,52 @@
+"""A user's session on `digits` with the real VGG16 weights: search with pruning, retrain, the
+files it writes, then report, list, export and a resume that runs only what is missing."""
+import json
+
+import keras
+import numpy as np
+
+from conftest import TINY_SPACE, run_cli, study_trials
+
+
+def test_search_retrain_report_export_resume(weights, studies):
+    search = ["search", "--dataset", "digits", "--subset", "400", "--space", TINY_SPACE,
+              "--weights", weights, "--epochs", "4", "--pruner", "median", "--seed", "1",
+              "--studies-dir", studies]
+    done = run_cli(*search, "--trials", "6")
+    assert done.returncode == 0, done.stderr
+    assert "running 6 more" in done.stderr and "test accuracy" in done.stderr
+
+    states = [t.state.name for t in study_trials(studies, "digits")]
+    assert states.count("COMPLETE") + states.count("PRUNED") == 6
+    assert "PRUNED" in states, states
+
+    out = studies / "digits"
+    for name in ["report.json", "report.md", "learning_curves.png", "confusion_matrix.png",
+                 "sample_predictions.png", "model.keras", "model.json"]:
+        assert (out / name).stat().st_size > 0, name
+    report = json.loads((out / "report.json").read_text())
+    assert report["test"]["n_test"] == 360  # scikit-learn digits: the fixed 20 % test split
+    assert report["test"]["test_accuracy"] > 0.5  # 10 classes: far above chance
+    assert report["trials"]["pruned"] >= 1
+    assert "precision" in (out / "report.md").read_text()
+
+    # The saved model is the whole network: VGG16 inputs -> probabilities over the 10 classes.
+    model = keras.models.load_model(out / "model.keras")
+    probs = model.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0)
+    assert probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+    shown = run_cli("report", "--study", "digits", "--studies-dir", studies)
+    assert shown.returncode == 0 and "top" in shown.stderr and "test accuracy" in shown.stderr
+    listed = run_cli("list", "--studies-dir", studies)
+    assert listed.returncode == 0 and "digits" in listed.stderr
+    exported = run_cli("export", "--study", "digits", "--format", "keras", "--out",
+                       studies / "best.keras", "--studies-dir", studies)
+    assert exported.returncode == 0, exported.stderr
+    assert (studies / "best.keras").is_file() and (studies / "best.json").is_file()
+
+    # Re-running resumes: the same target runs nothing, a higher one runs only the difference.
+    again = run_cli(*search, "--trials", "7", "--no-retrain")
+    assert again.returncode == 0, again.stderr
+    assert "6 finished trials, running 1 more" in again.stderr
+    states = [t.state.name for t in study_trials(studies, "digits")]
+    assert states.count("COMPLETE") + states.count("PRUNED") == 7

@@ -1,0 +1,73 @@
+"""The pipeline from Python: the test set stays out of the search, the cache is exact and reused."""
+import numpy as np
+import optuna
+import pytest
+
+from conftest import TINY_SPACE
+from search.cache import FeatureCache
+from search.data import Dataset, load_dataset
+from search.model import N_BLOCKS, assemble, build_suffix, frozen_prefix, load_vgg16
+from search.objective import StrictPruningCallback
+from search.pipeline import run_search
+from search.preprocess import prepare, vgg16_inputs
+
+
+def test_search_never_reads_the_test_set(monkeypatch, studies):
+    reads = []
+
+    def guarded(self):
+        reads.append(self.name)
+        return original(self)
+
+    original = Dataset.test_set
+    monkeypatch.setattr(Dataset, "test_set", guarded)
+    run_search("digits", 2, subset=200, weights="none", space=TINY_SPACE, epochs=1,
+               studies_dir=studies, do_retrain=False)
+    assert reads == []  # the whole search ran without touching it
+    run_search("digits", 2, subset=200, weights="none", space=TINY_SPACE, epochs=1,
+               studies_dir=studies, retrain_epochs=1)
+    assert reads == ["digits"]  # read once, by the final evaluation
+
+
+def test_suffix_on_cached_activations_equals_whole_network(tmp_path):
+    """For every cut: the cache holds VGG16's own activations at that block boundary, and the
+    trained part on the cache gives the same outputs as the whole network on the images."""
+    import keras
+
+    data = load_dataset("digits")
+    images = prepare(data.x_train[:40], data.y_train[:40], 32)
+    x = vgg16_inputs(images.images)
+    base = load_vgg16("none", 32)
+    cache = FeatureCache(tmp_path, base, "none", 32, flips=False)
+    for frozen in range(N_BLOCKS + 1):
+        cached = cache.activations(images, frozen)
+        if frozen:
+            boundary = keras.Model(base.input, base.get_layer(f"block{frozen}_pool").output)
+            np.testing.assert_allclose(cached, boundary.predict(x, verbose=0), rtol=1e-4, atol=1e-3)
+        suffix = build_suffix(base, frozen, 32, 10, head_units=16, dropout=0.0)
+        whole = assemble(frozen_prefix(base, frozen, 32), suffix, 32)
+        np.testing.assert_allclose(suffix.predict(np.asarray(cached), verbose=0),
+                                   whole.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+
+
+def test_cache_is_computed_once_and_augmented_views_differ(tmp_path):
+    data = load_dataset("digits")
+    images = prepare(data.x_train[:32], data.y_train[:32], 32)
+    cache = FeatureCache(tmp_path, load_vgg16("none", 32), "none", 32, flips=False, views=2)
+    first = cache.activations(images, 3)
+    stamp = cache.path(images, 3, 0.0, 0).stat().st_mtime_ns
+    again = cache.activations(images, 3)
+    assert cache.path(images, 3, 0.0, 0).stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(first, again)
+    views = cache.training_views(images, 3, 0.5)
+    assert len(views) == 2
+    assert not np.allclose(views[0], views[1]) and not np.allclose(views[0], first)
+    assert not list(tmp_path.rglob("*.tmp"))  # written, then renamed into place
+
+
+def test_pruning_callback_refuses_a_missing_metric():
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    callback = StrictPruningCallback(trial, "val_acuracy")  # typo
+    with pytest.raises(KeyError, match="val_acuracy"):
+        callback.on_epoch_end(0, {"loss": 1.0, "val_accuracy": 0.5})
