@@ -117,19 +117,23 @@ def storage_url(args) -> str:
 def cmd_search(args) -> None:
     from search.pipeline import run_search
 
-    run_search(args.dataset, args.trials, study_name=args.study, storage=args.storage,
-               studies_dir=args.studies_dir, space=args.space, subset=args.subset,
-               image_size=args.image_size, weights=args.weights, val_fraction=args.val_fraction,
-               epochs=args.epochs, pruner=args.pruner, seed=args.seed,
-               do_retrain=not args.no_retrain, retrain_epochs=args.retrain_epochs,
-               retrain_subset=args.retrain_subset, cache_dir=args.cache_dir)
+    with graceful():
+        run_search(args.dataset, args.trials, study_name=args.study, storage=args.storage,
+                   studies_dir=args.studies_dir, space=args.space, subset=args.subset,
+                   image_size=args.image_size, weights=args.weights,
+                   val_fraction=args.val_fraction,
+                   epochs=args.epochs, pruner=args.pruner, seed=args.seed,
+                   do_retrain=not args.no_retrain, retrain_epochs=args.retrain_epochs,
+                   retrain_subset=args.retrain_subset, cache_dir=args.cache_dir)
 
 
 def cmd_retrain(args) -> None:
     from search.pipeline import retrain_study
 
-    retrain_study(args.study, storage=args.storage, studies_dir=args.studies_dir,
-                  epochs=args.retrain_epochs, subset=args.retrain_subset, cache_dir=args.cache_dir)
+    with graceful():
+        retrain_study(args.study, storage=args.storage, studies_dir=args.studies_dir,
+                      epochs=args.retrain_epochs, subset=args.retrain_subset,
+                      cache_dir=args.cache_dir)
 
 
 def cmd_report(args) -> None:
@@ -184,7 +188,10 @@ def cmd_dashboard(args) -> None:
     storage = connect(storage_url(args))
     console.print(f"optuna-dashboard on {storage_url(args)}: http://{args.host}:{args.port}/ "
                   "(Ctrl-C stops it)")
-    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    try:
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        console.print("dashboard stopped")
 
 
 def cmd_list(args) -> None:
@@ -211,8 +218,7 @@ COMMANDS = {"search": cmd_search, "retrain": cmd_retrain, "report": cmd_report,
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        with graceful():
-            COMMANDS[args.command](args)
+        COMMANDS[args.command](args)
     except UserError as err:
         console.print(f"error: {err}", style="bold red", markup=False, highlight=False,
                       soft_wrap=True)
