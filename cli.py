@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     add_storage(p)
 
+    p = commands.add_parser("preview", help="a PNG of images per class and their augmentation")
+    p.add_argument("--dataset", default="mnist", help="as for search")
+    p.add_argument("--strength", type=float, nargs="*", default=[0.25, 0.5],
+                   help="augmentation strengths to show beside the originals (0..1)")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--out", help="PNG path (default: studies/preview-<dataset>.png)")
+
     p = commands.add_parser("list", help="studies in a storage")
     add_storage(p)
     return parser
@@ -211,7 +218,18 @@ def cmd_list(args) -> None:
     console.print(table)
 
 
-COMMANDS = {"search": cmd_search, "retrain": cmd_retrain, "report": cmd_report,
+def cmd_preview(args) -> None:
+    from search.data import load_dataset
+    from search.preview import preview
+
+    if any(not 0 <= s <= 1 for s in args.strength):
+        raise UserError(f"--strength values must be between 0 and 1, got {args.strength}")
+    data = load_dataset(args.dataset)
+    out = Path(args.out or Path(STUDIES_DIR) / f"preview-{data.name}.png")
+    console.print(f"preview written: {preview(data, args.strength, out, args.image_size).path}")
+
+
+COMMANDS = {"search": cmd_search, "preview": cmd_preview, "retrain": cmd_retrain, "report": cmd_report,
             "export": cmd_export, "dashboard": cmd_dashboard, "list": cmd_list}
 
 

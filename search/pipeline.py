@@ -1,5 +1,5 @@
-"""The whole run, top to bottom: dataset -> preprocessing -> frozen-prefix cache -> study of trials
--> best trial -> retrain -> test report and saved model. The CLI calls these two functions.
+"""The whole run, top to bottom: dataset (and a preview of it) -> preprocessing -> frozen-prefix
+cache -> study of trials -> best trial -> retrain -> test report and saved model. The CLI calls these two functions.
 
     from search.pipeline import run_search
     run_search("digits", trials=6, subset=500, weights="none")
@@ -18,6 +18,7 @@ from search.export import save_model
 from search.model import load_vgg16, weights_id
 from search.objective import Objective
 from search.preprocess import prepare
+from search.preview import preview
 from search.progress import console, new_progress
 from search.report import write_report
 from search.retrain import evaluate, retrain
@@ -55,6 +56,9 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
     storage = connect(storage or default_storage(studies_dir))
     study = open_study(storage, study_name or data.name, settings, seed, pruner)
 
+    out_dir = Path(studies_dir) / study.study_name
+    shown = preview(data, space.levels("augment_strength"), out_dir / "preview.png", image_size)
+    console.print(f"what the search trains on: {shown.path}")
     split = split_for_search(data, val_fraction, subset)
     train = prepare(split.x_train, split.y_train, image_size)
     val = prepare(split.x_val, split.y_val, image_size)
@@ -69,8 +73,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
     seconds = {"search": time.perf_counter() - started}
     summary = summarize(study)
     if do_retrain:
-        summary["report"] = retrain_and_report(study, settings, data, cache,
-                                               Path(studies_dir) / study.study_name,
+        summary["report"] = retrain_and_report(study, settings, data, cache, out_dir,
                                                retrain_epochs, retrain_subset, seconds)
     return summary
 

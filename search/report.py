@@ -44,7 +44,7 @@ def write_report(out_dir: Path, study: optuna.Study, settings: SearchSettings,
                                              "classification_report", "confusion_matrix")},
         "seconds": seconds,
         "class_names": class_names,
-        "files": ["report.json", "report.md", "learning_curves.png", "confusion_matrix.png",
+        "files": ["preview.png", "report.json", "report.md", "learning_curves.png", "confusion_matrix.png",
                   "sample_predictions.png", "model.keras", "model.json"],
     }
     plot_learning_curves(out_dir / "learning_curves.png", study, retrained)
@@ -80,6 +80,7 @@ retrain + evaluation {report['seconds'].get('retrain', 0):.0f} s.
 ```
 {classification_text}```
 
+![training images and their augmentation](preview.png)
 ![learning curves](learning_curves.png)
 ![confusion matrix](confusion_matrix.png)
 ![sample predictions](sample_predictions.png)

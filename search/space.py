@@ -55,6 +55,11 @@ class Space:
             _check(name, spec, f"{where}: {name}")
         return cls({name: dict(params[name]) for name in LIMITS})
 
+    def levels(self, name: str) -> list:
+        """The values a parameter can take: its choices, or the ends of its range."""
+        spec = self.params[name]
+        return list(spec["choices"]) if spec["type"] == "categorical" else [spec["low"], spec["high"]]
+
     def sample(self, trial) -> dict:
         """One configuration, drawn by an Optuna trial."""
         values = {}

@@ -21,7 +21,8 @@ def test_search_retrain_report_export_resume(weights, studies):
     assert "PRUNED" in states, states
 
     out = studies / "digits"
-    for name in ["report.json", "report.md", "learning_curves.png", "confusion_matrix.png",
+    for name in ["preview.png", "report.json", "report.md", "learning_curves.png",
+                 "confusion_matrix.png",
                  "sample_predictions.png", "model.keras", "model.json"]:
         assert (out / name).stat().st_size > 0, name
     report = json.loads((out / "report.json").read_text())
