@@ -79,11 +79,12 @@ def train_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageS
     """Build the suffix for `params` and fit it on cached activations; returns the trained suffix.
     Pass an `EpochLog` first in `callbacks` to see the epochs even of a run a callback stops."""
     frozen = N_BLOCKS - params["unfrozen_blocks"]
-    keras.utils.set_random_seed(seed)
     train_views = cache.training_views(train, frozen, params["augment_strength"])
     val_data = None
     if val is not None:
         val_data = CachedBatches([cache.activations(val, frozen)], val.labels, 256, shuffle=False)
+    # Seeded after the cache: building one (or not, when it exists) must not shift the RNG.
+    keras.utils.set_random_seed(seed)
     suffix = build_suffix(cache.base, frozen, cache.image_size, n_classes,
                           params["head_units"], params["dropout"])
     suffix.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),

@@ -51,3 +51,10 @@ def test_search_retrain_report_export_resume(weights, studies):
     assert "6 finished trials, running 1 more" in again.stderr
     states = [t.state.name for t in study_trials(studies, "digits")]
     assert states.count("COMPLETE") + states.count("PRUNED") == 7
+
+    # The best trial can be retrained again later, with other settings of the retrain.
+    (out / "report.json").unlink()
+    later = run_cli("retrain", "--study", "digits", "--retrain-epochs", "1", "--studies-dir",
+                    studies)
+    assert later.returncode == 0, later.stderr
+    assert json.loads((out / "report.json").read_text())["retrain"]["epochs"] == 1

@@ -1,0 +1,52 @@
+"""Defaults a user relies on: every command has --help, oneDNN is on unless the user said
+otherwise, the shipped space is valid, and --seed makes a sequential run reproducible."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cli import COMMANDS, main
+from conftest import ROOT, TINY_SPACE
+from search.pipeline import run_search
+from search.space import DEFAULT_SPACE, Space
+from search.study import connect, default_storage
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0 and "usage: cli.py " + command in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("user_value, expected", [(None, "1"), ("0", "0")])
+def test_onednn_is_on_unless_the_user_set_it(user_value, expected):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if user_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = user_value
+    code = "import search, os; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    assert done.stdout.strip() == expected
+
+
+def test_the_default_space_is_valid_and_cacheable():
+    space = Space.from_file(DEFAULT_SPACE)
+    assert set(space.params) == {"head_units", "dropout", "unfrozen_blocks", "learning_rate",
+                                 "batch_size", "augment_strength"}
+    assert space.params["learning_rate"]["log"] is True
+    assert space.params["augment_strength"]["type"] == "categorical"  # cached levels
+
+
+def test_a_seeded_study_is_reproducible(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        run_search("digits", 3, study_name=name, subset=200, weights="none", space=TINY_SPACE,
+                   epochs=2, seed=7, studies_dir=tmp_path, do_retrain=False)
+        study = __import__("optuna").load_study(study_name=name,
+                                                storage=connect(default_storage(tmp_path)))
+        runs.append([(t.params, t.value) for t in study.trials])
+    assert [p for p, _ in runs[0]] == [p for p, _ in runs[1]]
+    for (_, a), (_, b) in zip(*runs):
+        assert a == b
