@@ -53,13 +53,13 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
         dataset=dataset if dataset in BUILTIN else str(Path(dataset).resolve()),
         subset=subset, image_size=image_size, weights=weights, weights_id=weights_id(weights),
         val_fraction=val_fraction, epochs=epochs, space=space.params)
+    split = split_for_search(data, val_fraction, subset)
     storage = connect(storage or default_storage(studies_dir))
     study = open_study(storage, study_name or data.name, settings, seed, pruner)
 
     out_dir = Path(studies_dir) / study.study_name
     shown = preview(data, space.levels("augment_strength"), out_dir / "preview.png", image_size)
     console.print(f"what the search trains on: {shown.path}")
-    split = split_for_search(data, val_fraction, subset)
     train = prepare(split.x_train, split.y_train, image_size)
     val = prepare(split.x_val, split.y_val, image_size)
     started = time.perf_counter()
