@@ -28,14 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import search  # noqa: E402,F401  (TensorFlow's environment first)
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from search.cache import FeatureCache  # noqa: E402
 from search.data import load_dataset, split_for_search  # noqa: E402
 from search.model import N_BLOCKS, assemble, build_suffix, frozen_prefix, load_vgg16, weights_id  # noqa: E402
-from search.preprocess import augmenter, prepare, vgg16_inputs  # noqa: E402
+from search.preprocess import augmenter, prepare  # noqa: E402
 from search.train import EpochLog, train_suffix  # noqa: E402
 
 # (unfrozen_blocks, augment_strength): every cut, with and without augmentation.

@@ -79,7 +79,7 @@ def training_images(data: Dataset, subset: int | None, seed: int = 0):
         try:
             x, _, y, _ = train_test_split(x, y, train_size=subset, stratify=y, random_state=seed)
         except ValueError as err:
-            raise UserError(f"--subset {subset} is too small for a stratified sample ({err})")
+            raise UserError(f"--subset {subset} is too small for a stratified sample ({err})") from err
     return x, y
 
 
@@ -92,7 +92,7 @@ def split_for_search(data: Dataset, val_fraction: float, subset: int | None, see
         x_train, x_val, y_train, y_val = train_test_split(
             x, y, test_size=val_fraction, stratify=y, random_state=seed)
     except ValueError as err:  # too few images of a class for a stratified split
-        raise UserError(f"cannot make a stratified validation split of {len(y)} images: {err}")
+        raise UserError(f"cannot make a stratified validation split of {len(y)} images: {err}") from err
     return Split(x_train, y_train, x_val, y_val)
 
 
@@ -112,7 +112,7 @@ def _load_builtin(name: str) -> Dataset:
         where = os.path.join(_keras_home(), "datasets", KERAS_FILES[name])
         raise UserError(
             f"cannot load {name} ({type(err).__name__}); offline, place its files at {where} "
-            "or point KERAS_HOME at a folder that has them")
+            "or point KERAS_HOME at a folder that has them") from err
     y_train, y_test = y_train.reshape(-1).astype(np.int64), y_test.reshape(-1).astype(np.int64)
     names = {"fashion_mnist": FASHION_NAMES, "cifar10": CIFAR10_NAMES}.get(
         name, [str(i) for i in range(int(y_train.max()) + 1)])
@@ -145,7 +145,7 @@ def _load_npz(path: Path) -> Dataset:
     except UserError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise UserError(f"{path}: not a readable .npz file ({err})")
+        raise UserError(f"{path}: not a readable .npz file ({err})") from err
     for x, y, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if x.ndim not in (3, 4) or len(x) != len(y) or len(x) == 0:
             raise UserError(f"{path}: x_{part} must be (N, H, W) or (N, H, W, C) with one label per "
@@ -181,7 +181,7 @@ def _load_folder(path: Path) -> Dataset:
             x_train, x_test, y_train, y_test = train_test_split(
                 x, y, test_size=FOLDER_TEST_FRACTION, stratify=y, random_state=0)
         except ValueError as err:
-            raise UserError(f"{path}: too few images per class to hold out a test set ({err})")
+            raise UserError(f"{path}: too few images per class to hold out a test set ({err})") from err
     return Dataset(path.name, x_train, y_train, class_names, False, lambda: (x_test, y_test))
 
 
@@ -209,7 +209,7 @@ def _read_images(path: Path, class_names: list[str]) -> tuple[np.ndarray, np.nda
                 with Image.open(file) as img:
                     rgb = img.convert("RGB")
             except (UnidentifiedImageError, OSError) as err:
-                raise UserError(f"{file}: not a readable image ({type(err).__name__})")
+                raise UserError(f"{file}: not a readable image ({type(err).__name__})") from err
             size = size or rgb.size
             images.append(np.asarray(rgb.resize(size) if rgb.size != size else rgb))
             labels.append(label)

@@ -39,9 +39,9 @@ def load_vgg16(weights: str, image_size: int):
             raise UserError(
                 f"cannot get the ImageNet weights ({type(err).__name__}); offline, pass "
                 f"--weights PATH to {WEIGHTS_FILE} (Keras re-downloads a cached copy under "
-                f"{home}/models whose checksum differs)")
+                f"{home}/models whose checksum differs)") from err
         raise UserError(f"cannot load VGG16 weights from {weights}: not a valid VGG16 .h5 file "
-                        f"({type(err).__name__})")
+                        f"({type(err).__name__})") from err
 
 
 def weights_id(weights: str) -> str:

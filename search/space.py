@@ -37,9 +37,9 @@ class Space:
             with open(path, "rb") as f:
                 params = tomllib.load(f)
         except FileNotFoundError:
-            raise UserError(f"space file not found: {path}")
+            raise UserError(f"space file not found: {path}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise UserError(f"space file {path}: not valid TOML ({err})")
+            raise UserError(f"space file {path}: not valid TOML ({err})") from err
         return cls.from_dict(params, str(path))
 
     @classmethod

@@ -55,7 +55,7 @@ def connect(url: str):
         storage.get_all_studies()
     except Exception as err:  # SQLAlchemy/driver errors: wrong host, password, scheme...
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot open storage {url}: {reason}")
+        raise UserError(f"cannot open storage {url}: {reason}") from err
     return storage
 
 
@@ -102,7 +102,7 @@ def load_study(storage, name: str) -> tuple[optuna.Study, SearchSettings]:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         names = optuna.get_all_study_names(storage)
-        raise UserError(f"no study {name!r} in this storage (it has: {', '.join(names) or 'none'})")
+        raise UserError(f"no study {name!r} in this storage (it has: {', '.join(names) or 'none'})") from None
     settings = study.user_attrs.get(SETTINGS_ATTR)
     if settings is None:
         raise UserError(f"study {name!r} was not made by vggsearch (no recorded settings)")
@@ -123,4 +123,4 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     try:
         return study.best_trial
     except ValueError:
-        raise UserError(f"study {study.study_name!r} has no completed trial yet")
+        raise UserError(f"study {study.study_name!r} has no completed trial yet") from None
