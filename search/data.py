@@ -24,8 +24,8 @@ CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
 KERAS_FILES = {
     "mnist": "mnist.npz",
     "fashion_mnist": "fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz",
-    "cifar10": "cifar-10-batches-py.tar.gz",
-    "cifar100": "cifar-100-python.tar.gz",
+    "cifar10": "cifar-10-batches-py-target/cifar-10-batches-py/ (cifar-10-python.tar.gz unpacked)",
+    "cifar100": "cifar-100-python-target/cifar-100-python/ (cifar-100-python.tar.gz unpacked)",
 }
 FOLDER_TEST_FRACTION = 0.2  # held out as the test set of an image folder without train/ and test/
 
@@ -114,10 +114,25 @@ def _load_builtin(name: str) -> Dataset:
             f"cannot load {name} ({type(err).__name__}); offline, place its files at {where} "
             "or point KERAS_HOME at a folder that has them") from err
     y_train, y_test = y_train.reshape(-1).astype(np.int64), y_test.reshape(-1).astype(np.int64)
-    names = {"fashion_mnist": FASHION_NAMES, "cifar10": CIFAR10_NAMES}.get(
-        name, [str(i) for i in range(int(y_train.max()) + 1)])
+    names = {"fashion_mnist": FASHION_NAMES, "cifar10": CIFAR10_NAMES}.get(name)
+    if name == "cifar100":
+        names = cifar100_names(_keras_home())
+    names = names or [str(i) for i in range(int(y_train.max()) + 1)]
     return Dataset(name, x_train, y_train, names, name in ("fashion_mnist", "cifar10", "cifar100"),
                    lambda: (x_test, y_test))
+
+
+def cifar100_names(keras_home: str) -> list[str] | None:
+    """The 100 fine label names, from the `meta` file beside Keras's unpacked CIFAR-100."""
+    import pickle
+
+    meta = os.path.join(keras_home, "datasets", "cifar-100-python-target", "cifar-100-python",
+                        "meta")
+    try:
+        with open(meta, "rb") as f:
+            return [n.decode() for n in pickle.load(f, encoding="bytes")[b"fine_label_names"]]
+    except (OSError, KeyError, pickle.UnpicklingError):
+        return None
 
 
 def _load_digits() -> Dataset:

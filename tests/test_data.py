@@ -53,3 +53,16 @@ def test_npz_and_image_folder(tmp_path):
     pets = load_dataset(str(tmp_path / "pets"))
     assert pets.class_names == ["cat", "dog"]
     assert pets.x_train.shape[1:] == (14, 14, 3) and len(pets.y_train) + len(pets.test_set()[1]) == 10
+
+
+def test_cifar100_class_names_come_from_its_meta_file(tmp_path):
+    import pickle
+
+    from search.data import cifar100_names
+
+    folder = tmp_path / "datasets" / "cifar-100-python-target" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    names = [f"class{i}".encode() for i in range(100)]
+    (folder / "meta").write_bytes(pickle.dumps({b"fine_label_names": names}))
+    assert cifar100_names(str(tmp_path))[:2] == ["class0", "class1"]
+    assert cifar100_names(str(tmp_path / "elsewhere")) is None  # then digits are the names
