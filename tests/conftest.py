@@ -1,7 +1,8 @@
 """Shared fixtures: the repository's assets, a CLI runner, a scratch studies folder.
 
-Assets (VGG16 weights, MNIST files) come from ../shared/assets when present. A test that needs one
-skips with a reason on a user's machine without them, and fails in CI (CI=true), where they exist.
+Assets (VGG16 weights, MNIST files) come from $VGGSEARCH_ASSETS, or else from the nearest
+`shared/assets` beside the repository or one of its parent folders. A test that needs one skips with
+a reason where they are absent (a user's machine); the test header says where they were found.
 """
 from __future__ import annotations
 
@@ -14,17 +15,28 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ASSETS = ROOT.parent / "shared" / "assets"
+
+
+def find_assets() -> Path:
+    if os.environ.get("VGGSEARCH_ASSETS"):
+        return Path(os.environ["VGGSEARCH_ASSETS"])
+    candidates = [folder / "shared" / "assets" for folder in ROOT.parents]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+ASSETS = find_assets()
 WEIGHTS = ASSETS / "keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 TINY_SPACE = ROOT / "tests" / "spaces" / "tiny.toml"
 
 
+def pytest_report_header(config):
+    found = "found" if ASSETS.is_dir() else "absent: tests that need them skip"
+    return f"vggsearch assets (VGG16 weights, Keras datasets): {ASSETS} ({found})"
+
+
 def require(path: Path) -> Path:
     if not path.exists():
-        message = f"{path} is not here (the shared assets are beside the repository in CI)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip(f"{path} is not here (set VGGSEARCH_ASSETS to the shared assets folder)")
     return path
 
 

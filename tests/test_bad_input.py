@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY_SPACE, WEIGHTS, run_cli, study_trials
+from conftest import TINY_SPACE, WEIGHTS, require, run_cli, study_trials
 
 QUICK = ["--subset", "100", "--space", TINY_SPACE, "--weights", "none", "--epochs", "1"]
 
@@ -65,9 +65,7 @@ CASES = {
 
 
 def _truncated(tmp):
-    if not WEIGHTS.exists():
-        pytest.skip("needs the shared VGG16 weights to truncate")
-    data = WEIGHTS.read_bytes()
+    data = require(WEIGHTS).read_bytes()
     path = tmp / "truncated.h5"
     path.write_bytes(data[: len(data) // 3])
     return path
