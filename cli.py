@@ -2,7 +2,8 @@
 
     python cli.py search --dataset mnist --trials 50     # study, pruning, retrain, test report
     python cli.py dashboard                              # optuna-dashboard on the same storage
-    python cli.py export --study mnist --format keras    # the best model as a file
+    python cli.py export --study mnist --format all      # keras, SavedModel, TFLite, int8, measured
+    python cli.py predict --model studies/mnist/export/mnist.keras digit.png
 
 Mistakes a user can make print one line and exit with status 2.
 """
@@ -49,9 +50,13 @@ def add_retrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retrain-subset", type=subset_arg,
                    help="training images of the retrain: N or 'all' (default: the search's)")
     p.add_argument("--cache-dir", help="activation cache (default: <studies-dir>/cache)")
+    p.add_argument("--ensemble", type=positive_int, default=1, metavar="K",
+                   help="also retrain the next K-1 distinct configurations and report the test "
+                        "accuracy of their averaged probabilities beside the best one's")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from search.export import FORMATS
     from search.pipeline import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION
     from search.space import DEFAULT_SPACE
     from search.study import PRUNERS
@@ -92,11 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=positive_int, default=10, help="how many trials to list")
     add_storage(p)
 
-    p = commands.add_parser("export", help="write the retrained best model to a file")
+    p = commands.add_parser("export", help="write the retrained best model in deployment formats "
+                                           "and measure each on the test set")
     p.add_argument("--study", required=True)
-    p.add_argument("--format", default="keras", choices=["keras"])
-    p.add_argument("--out", help="output path (default: studies/<study>/export/<study>.keras)")
+    p.add_argument("--format", nargs="+", default=["keras"], choices=[*FORMATS, "all"],
+                   help="one or more formats, or all")
+    p.add_argument("--out", help="output path of a single format (default: "
+                                 "studies/<study>/export/<study>[_<format>].<suffix>)")
     add_storage(p)
+
+    p = commands.add_parser("predict", help="classify image files with an exported model")
+    p.add_argument("--model", required=True, help=".keras file, SavedModel folder or .tflite file")
+    p.add_argument("images", nargs="+", help="image files or folders of them")
 
     p = commands.add_parser("dashboard", help="start optuna-dashboard on the study storage")
     p.add_argument("--host", default="127.0.0.1")
@@ -131,7 +143,8 @@ def cmd_search(args) -> None:
                    val_fraction=args.val_fraction,
                    epochs=args.epochs, pruner=args.pruner, seed=args.seed,
                    do_retrain=not args.no_retrain, retrain_epochs=args.retrain_epochs,
-                   retrain_subset=args.retrain_subset, cache_dir=args.cache_dir)
+                   retrain_subset=args.retrain_subset, cache_dir=args.cache_dir,
+                   ensemble=args.ensemble)
 
 
 def cmd_retrain(args) -> None:
@@ -140,7 +153,7 @@ def cmd_retrain(args) -> None:
     with graceful():
         retrain_study(args.study, storage=args.storage, studies_dir=args.studies_dir,
                       epochs=args.retrain_epochs, subset=args.retrain_subset,
-                      cache_dir=args.cache_dir)
+                      cache_dir=args.cache_dir, ensemble=args.ensemble)
 
 
 def cmd_report(args) -> None:
@@ -165,7 +178,8 @@ def cmd_report(args) -> None:
     console.print(table)
     report_file = Path(args.studies_dir) / args.study / "report.json"
     if report_file.is_file():
-        test = json.loads(report_file.read_text())["test"]
+        report = json.loads(report_file.read_text())
+        test = report["test"]
         metrics = Table(title=f"test set ({test['n_test']} images)")
         for column in ["class", "precision", "recall", "f1", "support"]:
             metrics.add_column(column, justify="right")
@@ -175,16 +189,52 @@ def cmd_report(args) -> None:
                                 f"{row['f1-score']:.4f}", str(int(row['support'])))
         console.print(metrics)
         console.print(f"test accuracy {test['test_accuracy']:.4f}, loss {test['test_loss']:.4f}")
+        if report.get("ensemble"):
+            console.print(f"ensemble of trials {report['ensemble']['trials']}: test accuracy "
+                          f"{report['ensemble']['test_accuracy']:.4f}")
+        if report.get("exports"):
+            console.print(exports_table(report["exports"].values(), "exports"))
     else:
         console.print(f"not retrained yet: python cli.py retrain --study {args.study}")
 
 
 def cmd_export(args) -> None:
-    from search.export import export
-    from search.study import check_study_name
+    from search.export import FORMATS
+    from search.pipeline import export_study
 
-    out = export(Path(args.studies_dir) / check_study_name(args.study), args.format, args.out)
-    console.print(f"exported {out}")
+    formats = list(FORMATS) if "all" in args.format else list(dict.fromkeys(args.format))
+    rows = export_study(args.study, formats, out=args.out, storage=args.storage,
+                        studies_dir=args.studies_dir)
+    console.print(exports_table(rows, f"exports of {args.study} on the test set (latency: batch 1, this machine)"))
+
+
+def exports_table(rows, title: str):
+    """Exports measured on the test set (their paths are printed as they are written)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ["format", "MB", "test acc.", "vs Keras", "ms/image"]:
+        table.add_column(column, justify="left" if column == "format" else "right")
+    for r in rows:
+        change = "" if r["accuracy_change"] is None else f"{r['accuracy_change']:+.4f}"
+        table.add_row(r["format"], f"{r['bytes'] / 1e6:.1f}", f"{r['test_accuracy']:.4f}", change,
+                      f"{r['latency_ms']:.2f}")
+    return table
+
+
+def cmd_predict(args) -> None:
+    from rich.table import Table
+
+    from search.predict import predict_files
+
+    predictions = predict_files(args.model, args.images)
+    table = Table(title=f"predictions of {args.model}")
+    table.add_column("image", overflow="fold")  # whole paths, wrapped, never cut
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    for p in predictions:
+        table.add_row(str(p.image), p.class_name, f"{p.probability:.4f}")
+    console.print(table)
 
 
 def cmd_dashboard(args) -> None:
@@ -230,7 +280,7 @@ def cmd_preview(args) -> None:
 
 
 COMMANDS = {"search": cmd_search, "preview": cmd_preview, "retrain": cmd_retrain, "report": cmd_report,
-            "export": cmd_export, "dashboard": cmd_dashboard, "list": cmd_list}
+            "export": cmd_export, "predict": cmd_predict, "dashboard": cmd_dashboard, "list": cmd_list}
 
 
 def main(argv=None) -> int:

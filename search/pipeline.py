@@ -6,22 +6,23 @@ cache -> study of trials -> best trial -> retrain -> test report and saved model
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import optuna
 
 from search.cache import FeatureCache
-from search.data import BUILTIN, load_dataset, split_for_search
+from search.data import BUILTIN, load_dataset, split_for_search, training_images
 from search.errors import UserError
-from search.export import save_model
+from search.export import CALIBRATION_IMAGES, export, measure, save_model
 from search.model import load_vgg16, weights_id
 from search.objective import Objective
 from search.preprocess import prepare
 from search.preview import preview
 from search.progress import console, new_progress
-from search.report import write_report
-from search.retrain import evaluate, retrain
+from search.report import add_exports, write_report
+from search.retrain import ensemble_accuracy, evaluate, retrain, top_trials
 from search.space import DEFAULT_SPACE, Space
 from search.study import (FINISHED, SearchSettings, best_trial, connect, count_finished,
                           default_storage, load_study, open_study, trial_counts)
@@ -36,7 +37,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
                val_fraction: float = DEFAULT_VAL_FRACTION, epochs: int = DEFAULT_EPOCHS,
                pruner: str = "hyperband", seed: int | None = None, do_retrain: bool = True,
                retrain_epochs: int | None = None, retrain_subset: int | str | None = None,
-               cache_dir=None) -> dict:
+               cache_dir=None, ensemble: int = 1) -> dict:
     """Run (or resume) the study until it has `trials` finished trials, then retrain and report."""
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
@@ -74,7 +75,8 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
     summary = summarize(study)
     if do_retrain:
         summary["report"] = retrain_and_report(study, settings, data, cache, out_dir,
-                                               retrain_epochs, retrain_subset, seconds)
+                                               retrain_epochs, retrain_subset, seconds,
+                                               ensemble)
     return summary
 
 
@@ -126,27 +128,45 @@ def summarize(study: optuna.Study) -> dict:
 
 
 def retrain_and_report(study, settings: SearchSettings, data, cache: FeatureCache, out_dir: Path,
-                       epochs=None, subset=None, seconds=None) -> dict:
+                       epochs=None, subset=None, seconds=None, ensemble: int = 1) -> dict:
+    """Retrain the best trial (and the next `ensemble - 1` distinct configurations), test, report."""
     seconds = dict(seconds or {})
     started = time.perf_counter()
+    best_trial(study)  # a clear error when no trial has completed
+    members = top_trials(study, ensemble)
+    if len(members) < ensemble:
+        console.print(f"only {len(members)} distinct completed configurations for an ensemble "
+                      f"of {ensemble}", style="yellow")
+    retrained, evaluations = [], []
     with new_progress() as progress:
         cache.progress = progress
-        retrained = retrain(best_trial(study), settings, data, cache, epochs, subset,
-                            progress=progress)
-        evaluation = evaluate(retrained.model, data, settings.image_size, progress)
-    save_model(retrained.model, out_dir, data.class_names, settings.image_size, retrained.params)
+        for trial in members:
+            retrained.append(retrain(trial, settings, data, cache, epochs, subset,
+                                     progress=progress))
+            evaluations.append(evaluate(retrained[-1].model, data, settings.image_size, progress))
+    best, evaluation = retrained[0], evaluations[0]
+    save_model(best.model, out_dir, data.class_names, settings.image_size, best.params)
     seconds["retrain"] = time.perf_counter() - started
-    report = write_report(out_dir, study, settings, retrained, evaluation, data.class_names,
-                          seconds)
+    combined = None
+    if len(members) > 1:
+        combined = {"trials": [t.number for t in members],
+                    "member_test_accuracy": [e["test_accuracy"] for e in evaluations],
+                    "test_accuracy": ensemble_accuracy(evaluations)}
+    report = write_report(out_dir, study, settings, best, evaluation, data.class_names, seconds,
+                          combined)
     console.print(f"test accuracy {evaluation['test_accuracy']:.4f} "
                   f"(loss {evaluation['test_loss']:.4f}, {evaluation['n_test']} images); "
                   f"report and model in {out_dir}/")
+    if combined:
+        console.print(f"ensemble of trials {combined['trials']} (averaged probabilities): test "
+                      f"accuracy {combined['test_accuracy']:.4f}; members "
+                      + ", ".join(f"{a:.4f}" for a in combined["member_test_accuracy"]))
     return report
 
 
 def retrain_study(study_name: str, *, storage: str | None = None, studies_dir="studies",
                   epochs: int | None = None, subset: int | str | None = None,
-                  cache_dir=None) -> dict:
+                  cache_dir=None, ensemble: int = 1) -> dict:
     """Retrain and report an existing study's best trial (data and model from its settings)."""
     study, settings = load_study(connect(storage or default_storage(studies_dir)), study_name)
     data = load_dataset(settings.dataset)
@@ -156,4 +176,28 @@ def retrain_study(study_name: str, *, storage: str | None = None, studies_dir="s
     cache = FeatureCache(Path(cache_dir or Path(studies_dir) / "cache"), base,
                          settings.weights_id, settings.image_size, data.flips_keep_label)
     return retrain_and_report(study, settings, data, cache, Path(studies_dir) / study_name,
-                              epochs, subset)
+                              epochs, subset, ensemble=ensemble)
+
+
+def export_study(study_name: str, formats: list[str], *, out=None, storage: str | None = None,
+                 studies_dir="studies") -> list[dict]:
+    """Export a study's retrained model in each format, evaluate every file on the test set and
+    keep the table in the study's report; returns its rows."""
+    study, settings = load_study(connect(storage or default_storage(studies_dir)), study_name)
+    if out is not None and len(formats) > 1:
+        raise UserError("--out names one file: give one --format with it")
+    study_dir = Path(studies_dir) / study_name
+    data = load_dataset(settings.dataset)
+    report_file = study_dir / "report.json"
+    keras_accuracy = (json.loads(report_file.read_text())["test"]["test_accuracy"]
+                      if report_file.is_file() else None)
+    calibration, _ = training_images(data, min(CALIBRATION_IMAGES, len(data.y_train)))
+    rows = []
+    with new_progress() as progress:
+        for fmt in formats:
+            path = export(study_dir, fmt, out, calibration)
+            console.print(f"exported {fmt}: {path}")
+            rows.append(measure(path, data, keras_accuracy, progress))
+    if report_file.is_file():
+        add_exports(study_dir, rows)
+    return rows

@@ -27,8 +27,9 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_report(out_dir: Path, study: optuna.Study, settings: SearchSettings,
                  retrained: Retrained, evaluation: dict, class_names: list[str],
-                 seconds: dict) -> dict:
-    """Write every output file; returns the report (what report.json holds)."""
+                 seconds: dict, ensemble: dict | None = None) -> dict:
+    """Write every output file; returns the report (what report.json holds). `ensemble`: the
+    test accuracy of several retrained configurations' averaged probabilities, if asked."""
     out_dir.mkdir(parents=True, exist_ok=True)
     best = study.best_trial
     report = {
@@ -41,21 +42,45 @@ def write_report(out_dir: Path, study: optuna.Study, settings: SearchSettings,
                     "epochs": len(retrained.epochs), "images": retrained.n_images,
                     "history": retrained.epochs},
         "test": {k: evaluation[k] for k in ("test_accuracy", "test_loss", "n_test",
-                                             "classification_report", "confusion_matrix")},
+                                             "classification_report", "confusion_matrix",
+                                             "classification_report_text")},
+        "ensemble": ensemble,
         "seconds": seconds,
         "class_names": class_names,
         "files": ["preview.png", "report.json", "report.md", "learning_curves.png", "confusion_matrix.png",
-                  "sample_predictions.png", "model.keras", "model.json"],
+                  "sample_predictions.png", "model.keras", "model.keras.json"],
     }
     plot_learning_curves(out_dir / "learning_curves.png", study, retrained)
     plot_confusion_matrix(out_dir / "confusion_matrix.png", evaluation, class_names)
     plot_sample_predictions(out_dir / "sample_predictions.png", evaluation, class_names)
-    write_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=float))
-    write_atomic(out_dir / "report.md", markdown(report, evaluation["classification_report_text"]))
+    save_report(out_dir, report)
     return report
 
 
-def markdown(report: dict, classification_text: str) -> str:
+def save_report(out_dir: Path, report: dict) -> None:
+    write_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=float))
+    write_atomic(out_dir / "report.md", markdown(report))
+
+
+def add_exports(out_dir: Path, rows: list[dict]) -> None:
+    """Keep measured exports (one row per format, the newest wins) in report.json and report.md."""
+    report = json.loads((out_dir / "report.json").read_text())
+    report["exports"] = {**report.get("exports", {}), **{row["format"]: row for row in rows}}
+    save_report(out_dir, report)
+
+
+def export_lines(rows) -> list[str]:
+    """Markdown table rows of measured exports."""
+    lines = ["| format | size (MB) | test accuracy | change vs Keras | latency (ms/image, batch 1) |",
+             "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        change = "" if r["accuracy_change"] is None else f"{r['accuracy_change']:+.4f}"
+        lines.append(f"| {r['format']} | {r['bytes'] / 1e6:.1f} | {r['test_accuracy']:.4f} | "
+                     f"{change} | {r['latency_ms']:.2f} |")
+    return lines
+
+
+def markdown(report: dict) -> str:
     best, test, s = report["best_trial"], report["test"], report["settings"]
     params = "\n".join(f"| {k} | {v:.3g} |" if isinstance(v, float) else f"| {k} | {v} |"
                        for k, v in best["params"].items())
@@ -78,13 +103,28 @@ retrain + evaluation {report['seconds'].get('retrain', 0):.0f} s.
 **Accuracy {test['test_accuracy']:.4f}**, loss {test['test_loss']:.4f}
 
 ```
-{classification_text}```
-
+{test['classification_report_text']}```
+{extra_sections(report)}
 ![training images and their augmentation](preview.png)
 ![learning curves](learning_curves.png)
 ![confusion matrix](confusion_matrix.png)
 ![sample predictions](sample_predictions.png)
 """
+
+
+def extra_sections(report: dict) -> str:
+    """The ensemble and the measured exports, when there are any."""
+    text = ""
+    if report.get("ensemble"):
+        e = report["ensemble"]
+        members = ", ".join(f"#{n} {a:.4f}" for n, a in zip(e["trials"], e["member_test_accuracy"]))
+        text += (f"\n## Ensemble of {len(e['trials'])} configurations (averaged probabilities)\n\n"
+                 f"**Test accuracy {e['test_accuracy']:.4f}** (members: {members})\n")
+    if report.get("exports"):
+        lines = export_lines(report["exports"].values())
+        text += ("\n## Exports, evaluated from their own files on the test set\n\n"
+                 + "\n".join(lines) + "\n")
+    return text
 
 
 def _pyplot():

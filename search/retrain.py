@@ -50,14 +50,36 @@ def retrain(trial, settings: SearchSettings, data: Dataset, cache: FeatureCache,
     return Retrained(model, params, log.epochs, len(y), trial.number)
 
 
+def top_trials(study, k: int) -> list:
+    """The `k` best completed trials with distinct configurations (TPE can repeat one)."""
+    from optuna.trial import TrialState
+
+    ranked = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                    key=lambda t: t.value, reverse=True)
+    chosen, seen = [], []
+    for t in ranked:
+        if t.params not in seen:
+            chosen.append(t)
+            seen.append(t.params)
+    return chosen[:k]
+
+
+def ensemble_accuracy(evaluations: list[dict]) -> float:
+    """Test accuracy of the averaged class probabilities of several evaluated models."""
+    probs = np.mean([e["probabilities"] for e in evaluations], axis=0)
+    return float(np.mean(probs.argmax(axis=1) == evaluations[0]["y_test"]))
+
+
 def predict(model, x_raw: np.ndarray, image_size: int, progress=None) -> np.ndarray:
-    """Class probabilities for raw images, with the same preprocessing as training."""
+    """Class probabilities for raw images, with the same preprocessing as training. `model` is a
+    Keras model or an exported one (search.exported): anything that maps a batch of VGG16 inputs
+    to probabilities."""
     images = prepare(x_raw, np.zeros(len(x_raw)), image_size).images
     probs = []
     with task(progress, f"predicting {len(images)} images", len(images)) as advance:
         for start in range(0, len(images), PREDICT_BATCH):
             batch = vgg16_inputs(images[start:start + PREDICT_BATCH])
-            probs.append(np.asarray(model(batch, training=False)))
+            probs.append(np.asarray(model(batch)))  # Keras: inference mode by default
             advance(len(batch))
     return np.concatenate(probs)
 

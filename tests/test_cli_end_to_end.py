@@ -23,7 +23,7 @@ def test_search_retrain_report_export_resume(weights, studies):
     out = studies / "digits"
     for name in ["preview.png", "report.json", "report.md", "learning_curves.png",
                  "confusion_matrix.png",
-                 "sample_predictions.png", "model.keras", "model.json"]:
+                 "sample_predictions.png", "model.keras", "model.keras.json"]:
         assert (out / name).stat().st_size > 0, name
     report = json.loads((out / "report.json").read_text())
     assert report["test"]["n_test"] == 360  # scikit-learn digits: the fixed 20 % test split
@@ -43,7 +43,7 @@ def test_search_retrain_report_export_resume(weights, studies):
     exported = run_cli("export", "--study", "digits", "--format", "keras", "--out",
                        studies / "best.keras", "--studies-dir", studies)
     assert exported.returncode == 0, exported.stderr
-    assert (studies / "best.keras").is_file() and (studies / "best.json").is_file()
+    assert (studies / "best.keras").is_file() and (studies / "best.keras.json").is_file()
 
     # Re-running resumes: the same target runs nothing, a higher one runs only the difference.
     again = run_cli(*search, "--trials", "7", "--no-retrain")

@@ -1,0 +1,118 @@
+"""Export formats of a small `digits` study's model, loaded back from their files: predictions agree
+with the Keras model's; `predict` on image files; the ensemble retrain; bad model files."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, WEIGHTS, run_cli
+from search.data import load_dataset
+from search.export import FORMATS
+from search.exported import load_exported
+from search.predict import predict_files
+from search.preprocess import to_rgb, vgg16_inputs
+from search.retrain import ensemble_accuracy
+
+INT8_AGREEMENT = 0.95  # share of test images where int8 TFLite and Keras predict the same class
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory):
+    """A retrained 3-trial digits study (real weights where the assets are, random otherwise),
+    retrained as an ensemble of 2, and exported in every format."""
+    studies = tmp_path_factory.mktemp("export") / "studies"
+    weights = str(WEIGHTS) if WEIGHTS.is_file() else "none"
+    done = run_cli("search", "--dataset", "digits", "--subset", "400", "--trials", "3",
+                   "--epochs", "2", "--pruner", "none", "--seed", "0", "--weights", weights,
+                   "--space", ROOT / "tests" / "spaces" / "steady.toml", "--ensemble", "2",
+                   "--studies-dir", studies)
+    assert done.returncode == 0, done.stderr
+    exported = run_cli("export", "--study", "digits", "--format", "all", "--studies-dir", studies)
+    assert exported.returncode == 0, exported.stderr
+    assert "tflite-int8" in exported.stderr and "vs Keras" in exported.stderr
+    return studies
+
+
+def test_ensemble_is_reported(studies):
+    report = json.loads((studies / "digits" / "report.json").read_text())
+    ensemble = report["ensemble"]
+    assert len(ensemble["trials"]) == 2 and ensemble["trials"][0] == report["best_trial"]["number"]
+    assert ensemble["member_test_accuracy"][0] == report["test"]["test_accuracy"]
+    assert "Ensemble of 2" in (studies / "digits" / "report.md").read_text()
+
+
+def test_ensemble_averages_probabilities():
+    y = np.array([0, 1, 1])
+    confident_wrong = {"probabilities": np.array([[0.9, 0.1], [0.6, 0.4], [0.1, 0.9]]), "y_test": y}
+    hesitant_right = {"probabilities": np.array([[0.6, 0.4], [0.1, 0.9], [0.6, 0.4]]), "y_test": y}
+    # Averages: [0.75, 0.25], [0.35, 0.65], [0.35, 0.65] -> all three right.
+    assert ensemble_accuracy([confident_wrong, hesitant_right]) == 1.0
+
+
+def test_every_format_predicts_like_the_keras_model(studies):
+    study_dir = studies / "digits"
+    rows = json.loads((study_dir / "report.json").read_text())["exports"]
+    assert sorted(rows) == sorted(FORMATS)
+    keras_model = load_exported(study_dir / "model.keras")
+    x_test, _ = load_dataset("digits").test_set()
+    inputs = vgg16_inputs(to_rgb(x_test, 32))
+    expected = keras_model(inputs)
+    for fmt, row in rows.items():
+        model = load_exported(row["path"])
+        assert model.meta["format"] == fmt and model.class_names == keras_model.class_names
+        probs = np.concatenate([model(inputs[i:i + 64]) for i in range(0, len(inputs), 64)])
+        agreement = np.mean(probs.argmax(1) == expected.argmax(1))
+        if fmt == "tflite-int8":
+            assert agreement >= INT8_AGREEMENT, agreement
+            assert row["bytes"] < 0.35 * rows["tflite"]["bytes"]  # int8 weights: about a quarter
+        else:
+            assert agreement == 1.0 and np.abs(probs - expected).max() < 1e-4, fmt
+        assert 0 <= row["test_accuracy"] <= 1 and row["latency_ms"] > 0
+
+
+def test_predict_image_files_in_every_format(studies, tmp_path):
+    x_test, _ = load_dataset("digits").test_set()
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(x_test[i]).save(folder / f"digit{i}.png")
+    keras_file = studies / "digits" / "export" / "digits.keras"
+    expected = load_exported(keras_file)(vgg16_inputs(to_rgb(x_test[:6], 32))).argmax(1)
+    for path in sorted((studies / "digits" / "export").glob("digits*")):
+        if path.name.endswith(".json"):
+            continue
+        predictions = predict_files(path, [folder])
+        assert [p.image.name for p in predictions] == [f"digit{i}.png" for i in range(6)]
+        names = [p.class_name for p in predictions]
+        if "int8" not in path.name:
+            assert names == [str(c) for c in expected], path.name
+
+    shown = run_cli("predict", "--model", keras_file, folder / "digit0.png", folder / "digit1.png")
+    assert shown.returncode == 0, shown.stderr
+    assert "digit0.png" in shown.stderr and "digit1.png" in shown.stderr
+
+
+def test_bad_model_files_are_one_line_errors(studies, tmp_path):
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip")
+    (tmp_path / "broken.keras.json").write_text('{"class_names": ["a", "b"], "image_size": 32}')
+    lonely = tmp_path / "lonely.tflite"
+    lonely.write_bytes(b"\0" * 64)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    keras_file = studies / "digits" / "export" / "digits.keras"
+    for args, message in [
+        (["--model", broken, image], "not a loadable model"),
+        (["--model", lonely, image], "missing or unreadable settings"),
+        (["--model", tmp_path / "absent.keras", image], "model not found"),
+        (["--model", keras_file, text], "not a readable image"),
+    ]:
+        done = run_cli("predict", *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr
+    wrong = run_cli("export", "--study", "digits", "--format", "tflite", "--out",
+                    tmp_path / "model.keras", "--studies-dir", studies)
+    assert wrong.returncode == 2 and "needs a path ending in '.tflite'" in wrong.stderr
