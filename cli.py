@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import search  # noqa: F401  (sets TensorFlow's environment before anything imports it)
-from search.errors import UserError
+from search.errors import ReportedError, UserError
 from search.interrupt import graceful
 from search.progress import console
 
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     from search.pipeline import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION
     from search.space import DEFAULT_SPACE
     from search.study import PRUNERS
+    from search.worker import DEFAULT_MEMORY_LIMIT_MB
 
     parser = Parser(prog="cli.py", description="Optuna search over VGG16 transfer learning.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner", choices=PRUNERS, default="hyperband")
     p.add_argument("--seed", type=int, help="seed of the sampler and of training")
     p.add_argument("--no-retrain", action="store_true", help="stop after the search")
+    p.add_argument("--worker-memory-mb", type=positive_int, default=DEFAULT_MEMORY_LIMIT_MB,
+                   help="trials run in a worker process, replaced by a fresh one when its memory "
+                        "passes this after a trial (TensorFlow keeps memory of every trained model)")
     add_retrain_options(p)
     add_storage(p)
 
@@ -144,7 +148,7 @@ def cmd_search(args) -> None:
                    epochs=args.epochs, pruner=args.pruner, seed=args.seed,
                    do_retrain=not args.no_retrain, retrain_epochs=args.retrain_epochs,
                    retrain_subset=args.retrain_subset, cache_dir=args.cache_dir,
-                   ensemble=args.ensemble)
+                   ensemble=args.ensemble, memory_limit_mb=args.worker_memory_mb)
 
 
 def cmd_retrain(args) -> None:
@@ -290,6 +294,8 @@ def main(argv=None) -> int:
     except UserError as err:
         console.print(f"error: {err}", style="bold red", markup=False, highlight=False,
                       soft_wrap=True)
+        return 2
+    except ReportedError:
         return 2
     except KeyboardInterrupt:
         console.print("interrupted: finished trials are saved; run the same command to resume",

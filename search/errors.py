@@ -1,5 +1,9 @@
-"""The one exception type for mistakes a user can make: the CLI prints its message and exits 2."""
+"""Mistakes a user can make: the CLI prints the message of a UserError and exits 2."""
 
 
 class UserError(Exception):
     """A problem with the user's input (dataset, weights, space, storage, study), not a bug."""
+
+
+class ReportedError(Exception):
+    """A user error that a worker process has already printed: exit 2 without a second line."""

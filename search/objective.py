@@ -9,6 +9,7 @@ import optuna
 from optuna_integration import KerasPruningCallback
 
 from search.cache import FeatureCache
+from search.memory import anon_rss_mb
 from search.preprocess import ImageSet
 from search.progress import task
 from search.space import Space
@@ -68,6 +69,7 @@ class Objective:
 def _record(trial: optuna.Trial, log, seconds: float) -> None:
     """What the dashboard and the report show of a trial, whatever way it ended."""
     trial.set_user_attr("seconds", round(seconds, 1))
+    trial.set_user_attr("rss_mb", anon_rss_mb())  # memory must stay flat over trials
     if not log.epochs:
         return
     scores = [e.get(MONITOR, float("nan")) for e in log.epochs]

@@ -17,13 +17,14 @@ from search.data import BUILTIN, load_dataset, split_for_search, training_images
 from search.errors import UserError
 from search.export import CALIBRATION_IMAGES, export, measure, save_model
 from search.model import load_vgg16, weights_id
+from search.memory import anon_rss_mb
 from search.objective import Objective
-from search.preprocess import prepare
 from search.preview import preview
 from search.progress import console, new_progress
 from search.report import add_exports, write_report
 from search.retrain import ensemble_accuracy, evaluate, retrain, top_trials
 from search.space import DEFAULT_SPACE, Space
+from search.worker import DEFAULT_MEMORY_LIMIT_MB, TrialsJob, run_trials, run_trials_here
 from search.study import (FINISHED, SearchSettings, best_trial, connect, count_finished,
                           default_storage, load_study, open_study, trial_counts)
 
@@ -37,8 +38,12 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
                val_fraction: float = DEFAULT_VAL_FRACTION, epochs: int = DEFAULT_EPOCHS,
                pruner: str = "hyperband", seed: int | None = None, do_retrain: bool = True,
                retrain_epochs: int | None = None, retrain_subset: int | str | None = None,
-               cache_dir=None, ensemble: int = 1) -> dict:
-    """Run (or resume) the study until it has `trials` finished trials, then retrain and report."""
+               cache_dir=None, ensemble: int = 1,
+               memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB,
+               separate_process: bool = True) -> dict:
+    """Run (or resume) the study until it has `trials` finished trials, then retrain and report.
+    The trials run in worker processes replaced when their memory passes `memory_limit_mb`
+    (search.worker); `separate_process=False` runs them in this one (tests, debugging)."""
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
     if epochs < 1:
@@ -54,47 +59,57 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
         dataset=dataset if dataset in BUILTIN else str(Path(dataset).resolve()),
         subset=subset, image_size=image_size, weights=weights, weights_id=weights_id(weights),
         val_fraction=val_fraction, epochs=epochs, space=space.params)
-    split = split_for_search(data, val_fraction, subset)
-    storage = connect(storage or default_storage(studies_dir))
-    study = open_study(storage, study_name or data.name, settings, seed, pruner)
+    split_for_search(data, val_fraction, subset)  # a split that cannot be made is an error now
+    url = storage or default_storage(studies_dir)
+    study = open_study(connect(url), study_name or data.name, settings, seed, pruner)
 
     out_dir = Path(studies_dir) / study.study_name
     shown = preview(data, space.levels("augment_strength"), out_dir / "preview.png", image_size)
     console.print(f"what the search trains on: {shown.path}")
-    train = prepare(split.x_train, split.y_train, image_size)
-    val = prepare(split.x_val, split.y_val, image_size)
+    cache_dir = Path(cache_dir or Path(studies_dir) / "cache")
+    job = TrialsJob(url, study.study_name, settings, trials, seed, pruner, str(cache_dir),
+                    memory_limit_mb)
     started = time.perf_counter()
-    with new_progress() as progress:
-        cache = FeatureCache(Path(cache_dir or Path(studies_dir) / "cache"), base,
-                             settings.weights_id, image_size, data.flips_keep_label,
-                             progress=progress)
-        objective = Objective(space, cache, train, val, len(data.class_names), epochs,
-                              seed or 0, progress)
-        optimize(study, objective, trials, progress)
+    if separate_process:
+        run_trials(job)
+    else:
+        run_trials_here(job)
     seconds = {"search": time.perf_counter() - started}
     summary = summarize(study)
     if do_retrain:
+        cache = FeatureCache(cache_dir, base, settings.weights_id, image_size,
+                             data.flips_keep_label)
         summary["report"] = retrain_and_report(study, settings, data, cache, out_dir,
                                                retrain_epochs, retrain_subset, seconds,
                                                ensemble)
     return summary
 
 
-def optimize(study: optuna.Study, objective: Objective, trials: int, progress) -> None:
-    """Run only the trials still missing for `trials` finished ones (resuming where it stopped)."""
+def optimize(study: optuna.Study, objective: Objective, trials: int, progress,
+             memory_limit_mb: float | None = None) -> bool:
+    """Run only the trials still missing for `trials` finished ones (resuming where it stopped).
+    Returns True when it stopped early because this process's memory passed `memory_limit_mb`."""
     done = count_finished(study)
     study_task = progress.add_task(f"study {study.study_name}", total=trials, completed=done)
+    over_limit = False
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         import keras
 
-        keras.backend.clear_session()  # free the trial's graphs: memory stays flat over trials
+        nonlocal over_limit
+        keras.backend.clear_session()  # frees what it can; see search.worker for what it cannot
         finished = study.get_trials(deepcopy=False, states=FINISHED)
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in finished)
         best = max((t.value for t in finished if t.value is not None), default=float("nan"))
         progress.update(study_task, completed=len(finished),
                         description=f"study {study.study_name} · best {best:.4f} · pruned {pruned}")
         console.print(trial_line(trial))
+        rss = anon_rss_mb()
+        if memory_limit_mb and rss and rss > memory_limit_mb and len(finished) < trials:
+            console.print(f"worker memory {rss:.0f} MB > {memory_limit_mb:.0f} MB: continuing "
+                          "in a fresh worker process")
+            over_limit = True
+            study.stop()
 
     remaining = trials - done
     if remaining > 0:
@@ -102,6 +117,7 @@ def optimize(study: optuna.Study, objective: Objective, trials: int, progress) -
         study.optimize(objective, n_trials=remaining, gc_after_trial=True,
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED),
                                   after_trial])
+    return over_limit
 
 
 def trial_line(trial: optuna.trial.FrozenTrial) -> str:

@@ -77,10 +77,13 @@ def open_study(storage, name: str, settings: SearchSettings, seed: int | None,
                pruner: str = "hyperband") -> optuna.Study:
     """Create the study, or load it if it exists and was made with the same settings."""
     check_study_name(name)
-    study = optuna.create_study(
-        storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True),
-        pruner=make_pruner(pruner, settings.epochs))
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                load_if_exists=True, pruner=make_pruner(pruner, settings.epochs))
+    # Seeded by the trials so far: a resumed study, or a fresh worker process, must not replay the
+    # first samples of the earlier ones (and the same seed still gives the same study).
+    offset = len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(seed=None if seed is None else seed + offset,
+                                               multivariate=True)
     wanted = asdict(settings)
     recorded = study.user_attrs.get(SETTINGS_ATTR)
     if recorded is None:

@@ -1,0 +1,118 @@
+"""The study's trials, run in a worker process that is replaced when its memory grows.
+
+TensorFlow keeps memory of every model a process has trained, even after `clear_session()` and
+garbage collection (measured here: +70 to +90 MB per trial of a 7 M-parameter suffix, the size of
+its weights and Adam state; keras-team/keras#17458 is still open). A study of 50 trials in one
+process would grow by gigabytes. So the trials run in a worker process; when its anonymous memory
+passes `memory_limit_mb` after a trial, it exits and a fresh worker takes over the same study.
+A worker reloads the data and memory-maps the on-disk activation cache, so a new one costs seconds.
+
+Ctrl-C: the worker sits in its own process group, so a terminal's Ctrl-C reaches only the parent,
+which forwards it; the worker stops at its next safe point and marks its trial, as before.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from search import interrupt
+from search.errors import ReportedError, UserError
+
+DEFAULT_MEMORY_LIMIT_MB = 4096
+DONE, RECYCLE, INTERRUPTED, FAILED = 0, 3, 130, 2
+
+
+@dataclass(frozen=True)
+class TrialsJob:
+    """What a worker needs to run the study's missing trials: all plain, picklable values."""
+
+    storage: str
+    study_name: str
+    settings: object  # search.study.SearchSettings
+    trials: int
+    seed: int | None
+    pruner: str
+    cache_dir: str
+    memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB
+
+
+def run_trials(job: TrialsJob) -> None:
+    """Run workers one after another until the study has `job.trials` finished trials."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited TF state
+    while True:
+        worker = context.Process(target=_worker_main, args=(job,), name="vggsearch-trials")
+        worker.start()
+        code = _wait(worker)
+        if code == RECYCLE:
+            continue
+        if code == DONE:
+            return
+        if code == INTERRUPTED:
+            raise KeyboardInterrupt
+        if code == FAILED:  # the worker printed the reason (a user error) already
+            raise ReportedError()
+        raise UserError(f"the trials' worker process died (exit status {code}); finished trials "
+                        "are saved: run the same command to resume")
+
+
+def _wait(worker) -> int:
+    """Wait for the worker, forwarding Ctrl-C to it (the first asks it to stop at a safe point, a
+    second one stops it at once, as in a single process)."""
+    while True:
+        try:
+            worker.join(0.2)
+            if worker.exitcode is not None:
+                return worker.exitcode
+            interrupt.check()
+        except KeyboardInterrupt:
+            os.kill(worker.pid, signal.SIGINT)
+
+
+def _worker_main(job: TrialsJob) -> None:
+    os.setpgrp()  # terminal Ctrl-C goes to the parent only; it forwards it once
+    import sys
+
+    from search.progress import console
+
+    with interrupt.graceful():
+        try:
+            code = run_trials_here(job)
+        except UserError as err:
+            console.print(f"error: {err}", style="bold red", markup=False, highlight=False,
+                          soft_wrap=True)
+            code = FAILED
+        except KeyboardInterrupt:
+            code = INTERRUPTED
+    sys.exit(code)
+
+
+def run_trials_here(job: TrialsJob) -> int:
+    """In this process: run trials until the study has enough (DONE) or this process's memory
+    passed the limit (RECYCLE)."""
+    from search.cache import FeatureCache
+    from search.data import load_dataset, split_for_search
+    from search.model import load_vgg16
+    from search.objective import Objective
+    from search.pipeline import optimize
+    from search.preprocess import prepare
+    from search.progress import new_progress
+    from search.space import Space
+    from search.study import connect, open_study
+
+    s = job.settings
+    data = load_dataset(s.dataset)
+    split = split_for_search(data, s.val_fraction, s.subset)
+    base = load_vgg16(s.weights, s.image_size)
+    study = open_study(connect(job.storage), job.study_name, s, job.seed, job.pruner)
+    train = prepare(split.x_train, split.y_train, s.image_size)
+    val = prepare(split.x_val, split.y_val, s.image_size)
+    with new_progress() as progress:
+        cache = FeatureCache(Path(job.cache_dir), base, s.weights_id, s.image_size,
+                             data.flips_keep_label, progress=progress)
+        objective = Objective(Space.from_dict(s.space), cache, train, val,
+                              len(data.class_names), s.epochs, job.seed or 0, progress)
+        full = optimize(study, objective, job.trials, progress, job.memory_limit_mb)
+    return RECYCLE if full else DONE
