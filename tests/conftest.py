@@ -2,7 +2,8 @@
 
 Assets (VGG16 weights, MNIST files) come from $VGGSEARCH_ASSETS, or else from the nearest
 `shared/assets` beside the repository or one of its parent folders. A test that needs one skips with
-a reason where they are absent (a user's machine); the test header says where they were found.
+a reason where they are absent (a user's machine) and fails in CI (CI=true), which always has them;
+the test header says where they were found.
 """
 from __future__ import annotations
 
@@ -35,8 +36,13 @@ def pytest_report_header(config):
 
 
 def require(path: Path) -> Path:
+    """`path` among the assets; CI (CI=true, shared/ beside the clone) must have it, a user's
+    machine may not."""
     if not path.exists():
-        pytest.skip(f"{path} is not here (set VGGSEARCH_ASSETS to the shared assets folder)")
+        reason = f"{path} is not here (set VGGSEARCH_ASSETS to the shared assets folder)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the shared assets: {reason}")
+        pytest.skip(reason)
     return path
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli import main
 from conftest import ROOT, WEIGHTS, run_cli
 from search.data import load_dataset
 from search.export import FORMATS
@@ -54,6 +55,7 @@ def test_every_format_predicts_like_the_keras_model(studies):
     study_dir = studies / "digits"
     rows = json.loads((study_dir / "report.json").read_text())["exports"]
     assert sorted(rows) == sorted(FORMATS)
+    assert rows["keras"]["bytes"] < 1.1 * rows["tflite"]["bytes"]  # weights only, no Adam state
     keras_model = load_exported(study_dir / "model.keras")
     x_test, _ = load_dataset("digits").test_set()
     inputs = vgg16_inputs(to_rgb(x_test, 32))
@@ -93,7 +95,8 @@ def test_predict_image_files_in_every_format(studies, tmp_path):
     assert "digit0.png" in shown.stderr and "digit1.png" in shown.stderr
 
 
-def test_bad_model_files_are_one_line_errors(studies, tmp_path):
+def test_bad_model_files_are_one_line_errors(studies, tmp_path, capsys):
+    """In this process (cli.main): no TensorFlow start-up per case."""
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
     broken = tmp_path / "broken.keras"
@@ -105,14 +108,13 @@ def test_bad_model_files_are_one_line_errors(studies, tmp_path):
     text.write_text("hello")
     keras_file = studies / "digits" / "export" / "digits.keras"
     for args, message in [
-        (["--model", broken, image], "not a loadable model"),
-        (["--model", lonely, image], "missing or unreadable settings"),
-        (["--model", tmp_path / "absent.keras", image], "model not found"),
-        (["--model", keras_file, text], "not a readable image"),
+        (["predict", "--model", broken, image], "not a loadable model"),
+        (["predict", "--model", lonely, image], "missing or unreadable settings"),
+        (["predict", "--model", tmp_path / "absent.keras", image], "model not found"),
+        (["predict", "--model", keras_file, text], "not a readable image"),
+        (["export", "--study", "digits", "--format", "tflite", "--out", tmp_path / "m.keras",
+          "--studies-dir", studies], "needs a path ending in '.tflite'"),
     ]:
-        done = run_cli("predict", *args)
-        assert done.returncode == 2, (args, done.stderr)
-        assert message in done.stderr and "Traceback" not in done.stderr
-    wrong = run_cli("export", "--study", "digits", "--format", "tflite", "--out",
-                    tmp_path / "model.keras", "--studies-dir", studies)
-    assert wrong.returncode == 2 and "needs a path ending in '.tflite'" in wrong.stderr
+        assert main(list(map(str, args))) == 2, args
+        printed = capsys.readouterr().err
+        assert message in printed and "Traceback" not in printed, printed

@@ -5,7 +5,7 @@ import pytest
 from conftest import TINY_SPACE, run_cli, study_trials
 from search.memory import anon_rss_mb
 
-N_TRIALS = 12
+N_TRIALS = 10
 LIMIT_MB = 900  # low, so that this small study needs several workers
 ONE_TRIAL_MB = 250  # what one small trial may add on top of the limit
 
