@@ -244,13 +244,15 @@ def cmd_predict(args) -> None:
 def cmd_dashboard(args) -> None:
     import optuna_dashboard
 
+    from search.dashboard import artifact_store
     from search.study import connect
 
     storage = connect(storage_url(args))
     console.print(f"optuna-dashboard on {storage_url(args)}: http://{args.host}:{args.port}/ "
                   "(Ctrl-C stops it)")
     try:
-        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port,
+                                    artifact_store=artifact_store(args.studies_dir))
     except KeyboardInterrupt:
         console.print("dashboard stopped")
 

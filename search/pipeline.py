@@ -21,7 +21,8 @@ from search.memory import anon_rss_mb
 from search.objective import Objective
 from search.preview import preview
 from search.progress import console, new_progress
-from search.report import add_exports, write_report
+from search.dashboard import note_report, note_settings, upload_best
+from search.report import add_exports, markdown, write_report
 from search.retrain import ensemble_accuracy, evaluate, retrain, top_trials
 from search.space import DEFAULT_SPACE, Space
 from search.worker import DEFAULT_MEMORY_LIMIT_MB, TrialsJob, run_trials, run_trials_here
@@ -62,6 +63,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
     split_for_search(data, val_fraction, subset)  # a split that cannot be made is an error now
     url = storage or default_storage(studies_dir)
     study = open_study(connect(url), study_name or data.name, settings, seed, pruner)
+    note_settings(study, settings, trials)  # for the dashboard; the report replaces it
 
     out_dir = Path(studies_dir) / study.study_name
     shown = preview(data, space.levels("augment_strength"), out_dir / "preview.png", image_size)
@@ -170,6 +172,8 @@ def retrain_and_report(study, settings: SearchSettings, data, cache: FeatureCach
                     "test_accuracy": ensemble_accuracy(evaluations)}
     report = write_report(out_dir, study, settings, best, evaluation, data.class_names, seconds,
                           combined)
+    note_report(study, markdown(report, pictures=False))
+    upload_best(study, out_dir, out_dir.parent)
     console.print(f"test accuracy {evaluation['test_accuracy']:.4f} "
                   f"(loss {evaluation['test_loss']:.4f}, {evaluation['n_test']} images); "
                   f"report and model in {out_dir}/")
@@ -215,5 +219,5 @@ def export_study(study_name: str, formats: list[str], *, out=None, storage: str 
             console.print(f"exported {fmt}: {path}")
             rows.append(measure(path, data, keras_accuracy, progress))
     if report_file.is_file():
-        add_exports(study_dir, rows)
+        note_report(study, markdown(add_exports(study_dir, rows), pictures=False))
     return rows

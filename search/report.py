@@ -16,6 +16,12 @@ from search.retrain import Retrained
 from search.study import SearchSettings, trial_counts
 
 N_SAMPLES = 24  # test images in sample_predictions.png, mistakes first
+PICTURES = """
+![training images and their augmentation](preview.png)
+![learning curves](learning_curves.png)
+![confusion matrix](confusion_matrix.png)
+![sample predictions](sample_predictions.png)
+"""
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -62,11 +68,12 @@ def save_report(out_dir: Path, report: dict) -> None:
     write_atomic(out_dir / "report.md", markdown(report))
 
 
-def add_exports(out_dir: Path, rows: list[dict]) -> None:
+def add_exports(out_dir: Path, rows: list[dict]) -> dict:
     """Keep measured exports (one row per format, the newest wins) in report.json and report.md."""
     report = json.loads((out_dir / "report.json").read_text())
     report["exports"] = {**report.get("exports", {}), **{row["format"]: row for row in rows}}
     save_report(out_dir, report)
+    return report
 
 
 def export_lines(rows) -> list[str]:
@@ -80,7 +87,9 @@ def export_lines(rows) -> list[str]:
     return lines
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict, pictures: bool = True) -> str:
+    """The report as Markdown; without `pictures` for the dashboard's note, which cannot show
+    the files beside it."""
     best, test, s = report["best_trial"], report["test"], report["settings"]
     params = "\n".join(f"| {k} | {v:.3g} |" if isinstance(v, float) else f"| {k} | {v} |"
                        for k, v in best["params"].items())
@@ -104,12 +113,7 @@ retrain + evaluation {report['seconds'].get('retrain', 0):.0f} s.
 
 ```
 {test['classification_report_text']}```
-{extra_sections(report)}
-![training images and their augmentation](preview.png)
-![learning curves](learning_curves.png)
-![confusion matrix](confusion_matrix.png)
-![sample predictions](sample_predictions.png)
-"""
+{extra_sections(report)}{PICTURES if pictures else ""}"""
 
 
 def extra_sections(report: dict) -> str:

@@ -1,9 +1,13 @@
 """A user's session on `digits` with the real VGG16 weights: search with pruning, retrain, the
-files it writes, then report, list, export and a resume that runs only what is missing."""
+files it writes and what the dashboard shows (note, artifacts), then report, list, export and a resume that runs
+only what is missing."""
 import json
 
 import keras
 import numpy as np
+import optuna
+from optuna.artifacts import get_all_artifact_meta
+from optuna_dashboard import get_note
 
 from conftest import TINY_SPACE, run_cli, study_trials
 
@@ -30,6 +34,13 @@ def test_search_retrain_report_export_resume(weights, studies):
     assert report["test"]["test_accuracy"] > 0.5  # 10 classes: far above chance
     assert report["trials"]["pruned"] >= 1
     assert "precision" in (out / "report.md").read_text()
+
+    # optuna-dashboard shows the report as the study's note and the best trial's files.
+    study = optuna.load_study(study_name="digits", storage=f"sqlite:///{studies / 'vggsearch.db'}")
+    note = get_note(study)
+    assert "Test set (360 images)" in note and "precision" in note and "![" not in note
+    attached = {m.filename for m in get_all_artifact_meta(study)}
+    assert {"model.keras", "report.json", "confusion_matrix.png"} <= attached, attached
 
     # The saved model is the whole network: VGG16 inputs -> probabilities over the 10 classes.
     model = keras.models.load_model(out / "model.keras")
