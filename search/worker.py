@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,9 +73,8 @@ def _wait(worker) -> int:
 
 
 def _worker_main(job: TrialsJob) -> None:
-    os.setpgrp()  # terminal Ctrl-C goes to the parent only; it forwards it once
-    import sys
-
+    if hasattr(os, "setpgrp"):  # POSIX: terminal Ctrl-C goes to the parent only, which forwards it
+        os.setpgrp()
     from search.progress import console
 
     with interrupt.graceful():
