@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from search.errors import UserError
-from search.exported import load_exported, write_meta
+from search.exported import load_exported, read_meta, write_meta
 from search.preprocess import to_rgb, vgg16_inputs
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite-int8")
@@ -65,7 +65,7 @@ def export(study_dir: Path, fmt: str, out: Path | None = None,
         raise UserError(f"a {fmt} export needs a path ending in '{SUFFIXES[fmt] or 'no suffix'}'"
                         f", got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = load_exported(source).meta
+    meta = read_meta(source)
     # Write beside the target, then rename: a crash never leaves a half-written export in place.
     tmp = out.with_name(f".{out.name}.tmp")
     _remove(tmp)

@@ -28,6 +28,19 @@ def write_meta(model_path: Path, meta: dict) -> Path:
     return path
 
 
+def read_meta(model_path: Path) -> dict:
+    """The sidecar's settings, checked to have what prediction needs."""
+    try:
+        meta = json.loads(meta_path(model_path).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{meta_path(model_path)}: missing or unreadable settings of "
+                        f"{Path(model_path).name} (export writes it beside the model; "
+                        f"{type(err).__name__})") from None
+    if not isinstance(meta, dict) or not {"class_names", "image_size"} <= meta.keys():
+        raise UserError(f"{meta_path(model_path)}: needs class_names and image_size")
+    return meta
+
+
 class ExportedModel:
     """A callable over batches of VGG16 inputs (float32, N x S x S x 3) returning probabilities."""
 
@@ -51,13 +64,7 @@ def load_exported(path) -> ExportedModel:
     path = Path(path)
     if not path.exists():
         raise UserError(f"model not found: {path}")
-    try:
-        meta = json.loads(meta_path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"{meta_path(path)}: missing or unreadable settings of {path.name} "
-                        f"(export writes it beside the model; {type(err).__name__})") from None
-    if not isinstance(meta, dict) or not {"class_names", "image_size"} <= meta.keys():
-        raise UserError(f"{meta_path(path)}: needs class_names and image_size")
+    meta = read_meta(path)
     try:
         if path.is_dir():
             forward = _savedmodel(path)
