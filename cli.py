@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner", choices=PRUNERS, default="hyperband")
     p.add_argument("--seed", type=int, help="seed of the sampler and of training")
     p.add_argument("--no-retrain", action="store_true", help="stop after the search")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve optuna-dashboard on the study's storage while the search runs")
+    p.add_argument("--dashboard-port", type=int, default=8080)
     p.add_argument("--worker-memory-mb", type=positive_int, default=DEFAULT_MEMORY_LIMIT_MB,
                    help="trials run in a worker process, replaced by a fresh one when its memory "
                         "passes this after a trial (TensorFlow keeps memory of every trained model)")
@@ -140,6 +143,12 @@ def storage_url(args) -> str:
 def cmd_search(args) -> None:
     from search.pipeline import run_search
 
+    if args.dashboard:
+        from search.dashboard import serve_in_background
+
+        url = serve_in_background(storage_url(args), args.studies_dir, "127.0.0.1",
+                                  args.dashboard_port)
+        console.print(f"optuna-dashboard (while this search runs): {url}")
     with graceful():
         run_search(args.dataset, args.trials, study_name=args.study, storage=args.storage,
                    studies_dir=args.studies_dir, space=args.space, subset=args.subset,

@@ -21,6 +21,28 @@ def artifact_store(studies_dir) -> optuna.artifacts.FileSystemArtifactStore:
     return optuna.artifacts.FileSystemArtifactStore(str(path))
 
 
+def serve_in_background(storage_url: str, studies_dir, host: str, port: int) -> str:
+    """optuna-dashboard in a daemon thread of this process, for as long as it runs (the trials
+    run in worker processes, so it does not slow them); returns its URL."""
+    import socket
+    import threading
+
+    from optuna_dashboard import run_server
+
+    from search.errors import UserError
+    from search.study import connect
+
+    with socket.socket() as probe:  # a taken port is a clear error now, not a thread's traceback
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise UserError(f"cannot serve the dashboard on {host}:{port}: {err.strerror}") from None
+    threading.Thread(target=run_server, args=(connect(storage_url),), daemon=True,
+                     kwargs={"host": host, "port": port,
+                             "artifact_store": artifact_store(studies_dir)}).start()
+    return f"http://{host}:{port}/"
+
+
 def note_settings(study: optuna.Study, settings: SearchSettings, trials: int) -> None:
     """The study's note before it has results: what it searches, on what, with what budget."""
     from optuna_dashboard import save_note

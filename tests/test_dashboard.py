@@ -9,13 +9,38 @@ import urllib.request
 
 import optuna
 
-from conftest import ROOT
+from conftest import ROOT, TINY_SPACE
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def studies_served(port: int, deadline: float, process) -> list[str] | None:
+    """Names of the studies the dashboard on `port` lists, once it answers."""
+    while time.time() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                return [s["study_name"] for s in json.load(r)["study_summaries"]]
+        except OSError:
+            time.sleep(0.3)
+    return None
+
+
+def test_search_serves_the_dashboard_while_it_runs(studies):
+    port = free_port()
+    search = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "search", "--dataset", "digits", "--subset", "200",
+         "--trials", "2", "--epochs", "1", "--weights", "none", "--space", str(TINY_SPACE),
+         "--no-retrain", "--dashboard", "--dashboard-port", str(port), "--studies-dir",
+         str(studies)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    served = studies_served(port, time.time() + 120, search)
+    _, stderr = search.communicate(timeout=300)
+    assert search.returncode == 0, stderr
+    assert served is not None and served in ([], ["digits"]), served
+    assert stderr.index(f"http://127.0.0.1:{port}/") < stderr.index("running 2 more")
 
 
 def test_dashboard_serves_the_studies_and_stops_cleanly(studies):
@@ -27,15 +52,7 @@ def test_dashboard_serves_the_studies_and_stops_cleanly(studies):
                                str(port), "--studies-dir", str(studies)],
                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
-        deadline, body = time.time() + 60, None
-        while body is None and time.time() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
-                    body = json.load(r)
-            except OSError:
-                time.sleep(0.3)
-        assert body is not None, "the dashboard did not answer"
-        assert [s["study_name"] for s in body["study_summaries"]] == ["watched"]
+        assert studies_served(port, time.time() + 60, server) == ["watched"]
     finally:
         server.send_signal(signal.SIGINT)
         _, stderr = server.communicate(timeout=30)
