@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("report", help="top trials, best parameters and test metrics")
     p.add_argument("--study", required=True)
     p.add_argument("--top", type=positive_int, default=10, help="how many trials to list")
+    p.add_argument("--html", metavar="FILE", help="also write one self-contained HTML page: "
+                   "Optuna's plots, top trials, test metrics and pictures")
     add_storage(p)
 
     p = commands.add_parser("export", help="write the retrained best model in deployment formats "
@@ -209,6 +211,11 @@ def cmd_report(args) -> None:
             console.print(exports_table(report["exports"].values(), "exports"))
     else:
         console.print(f"not retrained yet: python cli.py retrain --study {args.study}")
+    if args.html:
+        from search.html_report import write_html
+
+        path = write_html(study, Path(args.studies_dir) / args.study, Path(args.html), args.top)
+        console.print(f"HTML report: {path} (self-contained: open it in any browser)")
 
 
 def cmd_export(args) -> None:

@@ -1,5 +1,6 @@
 """Export formats of a small `digits` study's model, loaded back from their files: predictions agree
-with the Keras model's; `predict` on image files; the ensemble retrain; bad model files."""
+with the Keras model's; `predict` on image files; the ensemble retrain; the HTML report; bad model
+files."""
 import json
 
 import numpy as np
@@ -93,6 +94,17 @@ def test_predict_image_files_in_every_format(studies, tmp_path):
     shown = run_cli("predict", "--model", keras_file, folder / "digit0.png", folder / "digit1.png")
     assert shown.returncode == 0, shown.stderr
     assert "digit0.png" in shown.stderr and "digit1.png" in shown.stderr
+
+
+def test_html_report_is_self_contained(studies, tmp_path, capsys):
+    page = tmp_path / "report.html"
+    assert main(["report", "--study", "digits", "--html", str(page),
+                 "--studies-dir", str(studies)]) == 0
+    text = page.read_text()
+    assert "Optimization History" in text and "Parallel Coordinate" in text
+    assert "Test set (360 images)" in text and "Ensemble of trials" in text
+    assert text.count('" src="data:image/png;base64,') == 4  # curves, confusion, samples, preview
+    assert '<script src="http' not in text  # plotly.js is inline: opens without a network
 
 
 def test_bad_model_files_are_one_line_errors(studies, tmp_path, capsys):

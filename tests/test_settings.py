@@ -43,7 +43,8 @@ def test_a_seeded_study_is_reproducible(tmp_path):
     runs = []
     for name in ("a", "b"):
         run_search("digits", 3, study_name=name, subset=200, weights="none", space=TINY_SPACE,
-                   epochs=2, seed=7, studies_dir=tmp_path, do_retrain=False)
+                   epochs=2, seed=7, studies_dir=tmp_path, do_retrain=False,
+                   separate_process=False)
         study = __import__("optuna").load_study(study_name=name,
                                                 storage=connect(default_storage(tmp_path)))
         runs.append([(t.params, t.value) for t in study.trials])

@@ -1,0 +1,92 @@
+"""One self-contained HTML page of a study: Optuna's interactive plots (plotly, inlined, so it opens
+without a network), the top trials, and, once retrained, the test metrics and the pictures."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from search.report import write_atomic
+
+PICTURES = [("learning_curves.png", "Validation accuracy per epoch (pruned trials dashed)"),
+            ("confusion_matrix.png", "Confusion matrix on the test set"),
+            ("sample_predictions.png", "Sample test predictions, mistakes first (red)"),
+            ("preview.png", "Training images and their augmentation")]
+
+
+def write_html(study: optuna.Study, out_dir: Path, path: Path, top: int = 10) -> Path:
+    report_file = out_dir / "report.json"
+    report = json.loads(report_file.read_text()) if report_file.is_file() else None
+    sections = [f"<h1>vggsearch study <code>{html.escape(study.study_name)}</code></h1>",
+                _plots(study), _top_trials(study, top)]
+    if report:
+        sections.append(_test_results(report))
+    sections += [f"<h2>{caption}</h2>{_png(out_dir / name, caption)}"
+                 for name, caption in PICTURES if (out_dir / name).is_file()]
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(study.study_name)} · vggsearch</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} img{{max-width:100%}}</style>
+</head><body>
+{chr(10).join(sections)}
+</body></html>
+"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, page)
+    return path
+
+
+def _plots(study: optuna.Study) -> str:
+    """Optuna's plots; the first carries plotly.js inline, the others reuse it."""
+    from optuna import visualization as vis
+
+    makers = [vis.plot_optimization_history, vis.plot_param_importances,
+              vis.plot_parallel_coordinate, vis.plot_intermediate_values]
+    parts, inlined = [], False
+    for make in makers:
+        try:
+            figure = make(study)
+        except (ValueError, RuntimeError) as err:  # e.g. importances need two completed trials
+            parts.append(f"<p>{make.__name__}: {html.escape(str(err))}</p>")
+            continue
+        parts.append(figure.to_html(full_html=False, include_plotlyjs=not inlined))
+        inlined = True
+    return "\n".join(parts)
+
+
+def _top_trials(study: optuna.Study, top: int) -> str:
+    ranked = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                               TrialState.PRUNED)),
+                    key=lambda t: t.value if t.value is not None else -1, reverse=True)[:top]
+    names = sorted({name for t in ranked for name in t.params})
+    head = "".join(f"<th>{h}</th>" for h in ["#", "state", "value", *names])
+    rows = []
+    for t in ranked:
+        value = "" if t.value is None else f"{t.value:.4f}"
+        cells = [str(t.number), t.state.name.lower(), value,
+                 *(f"{t.params[n]:.3g}" if isinstance(t.params.get(n), float)
+                   else str(t.params.get(n, "")) for n in names)]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return f"<h2>Top {len(ranked)} trials</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _test_results(report: dict) -> str:
+    test = report["test"]
+    text = test.get("classification_report_text", "")
+    extra = ""
+    if report.get("ensemble"):
+        extra = (f"<p>Ensemble of trials {report['ensemble']['trials']} (averaged probabilities): "
+                 f"test accuracy <b>{report['ensemble']['test_accuracy']:.4f}</b></p>")
+    return (f"<h2>Test set ({test['n_test']} images)</h2><p>Accuracy "
+            f"<b>{test['test_accuracy']:.4f}</b>, loss {test['test_loss']:.4f}</p>{extra}"
+            f"<pre>{html.escape(text)}</pre>")
+
+
+def _png(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
