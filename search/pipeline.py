@@ -6,6 +6,7 @@ cache -> study of trials -> best trial -> retrain -> test report and saved model
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -74,8 +75,8 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
     started = time.perf_counter()
     if separate_process:
         run_trials(job)
-    else:
-        run_trials_here(job)
+    else:  # no fresh process to continue in: no memory limit
+        run_trials_here(dataclasses.replace(job, memory_limit_mb=None))
     seconds = {"search": time.perf_counter() - started}
     summary = summarize(study)
     if do_retrain:
