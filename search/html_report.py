@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.report import write_atomic
+from search.report import EXPORT_COLUMNS, export_cells, write_atomic
 
 PICTURES = [("learning_curves.png", "Validation accuracy per epoch (pruned trials dashed)"),
             ("confusion_matrix.png", "Confusion matrix on the test set"),
@@ -64,15 +64,16 @@ def _top_trials(study: optuna.Study, top: int) -> str:
                                                                TrialState.PRUNED)),
                     key=lambda t: t.value if t.value is not None else -1, reverse=True)[:top]
     names = sorted({name for t in ranked for name in t.params})
-    head = "".join(f"<th>{h}</th>" for h in ["#", "state", "value", *names])
-    rows = []
-    for t in ranked:
-        value = "" if t.value is None else f"{t.value:.4f}"
-        cells = [str(t.number), t.state.name.lower(), value,
-                 *(f"{t.params[n]:.3g}" if isinstance(t.params.get(n), float)
-                   else str(t.params.get(n, "")) for n in names)]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    return f"<h2>Top {len(ranked)} trials</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
+    rows = [[str(t.number), t.state.name.lower(), "" if t.value is None else f"{t.value:.4f}",
+             *(f"{t.params[n]:.3g}" if isinstance(t.params.get(n), float)
+               else str(t.params.get(n, "")) for n in names)] for t in ranked]
+    return f"<h2>Top {len(ranked)} trials</h2>{_table(['#', 'state', 'value', *names], rows)}"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    def row(tag: str, cells: list[str]) -> str:
+        return "<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>"
+    return "<table>" + row("th", head) + "".join(row("td", r) for r in rows) + "</table>"
 
 
 def _test_results(report: dict) -> str:
@@ -82,6 +83,10 @@ def _test_results(report: dict) -> str:
     if report.get("ensemble"):
         extra = (f"<p>Ensemble of trials {report['ensemble']['trials']} (averaged probabilities): "
                  f"test accuracy <b>{report['ensemble']['test_accuracy']:.4f}</b></p>")
+    if report.get("exports"):
+        rows = [export_cells(r) for r in report["exports"].values()]
+        extra += ("<h3>Exports, evaluated from their own files on the test set</h3>"
+                  + _table(EXPORT_COLUMNS, rows))
     return (f"<h2>Test set ({test['n_test']} images)</h2><p>Accuracy "
             f"<b>{test['test_accuracy']:.4f}</b>, loss {test['test_loss']:.4f}</p>{extra}"
             f"<pre>{html.escape(text)}</pre>")

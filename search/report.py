@@ -76,15 +76,21 @@ def add_exports(out_dir: Path, rows: list[dict]) -> dict:
     return report
 
 
+EXPORT_COLUMNS = ["format", "size (MB)", "test accuracy", "change vs Keras",
+                  "latency (ms/image, batch 1)"]
+
+
+def export_cells(row: dict) -> list[str]:
+    """One measured export as the cells of EXPORT_COLUMNS."""
+    change = "" if row["accuracy_change"] is None else f"{row['accuracy_change']:+.4f}"
+    return [row["format"], f"{row['bytes'] / 1e6:.1f}", f"{row['test_accuracy']:.4f}", change,
+            f"{row['latency_ms']:.2f}"]
+
+
 def export_lines(rows) -> list[str]:
     """Markdown table rows of measured exports."""
-    lines = ["| format | size (MB) | test accuracy | change vs Keras | latency (ms/image, batch 1) |",
-             "|---|---:|---:|---:|---:|"]
-    for r in rows:
-        change = "" if r["accuracy_change"] is None else f"{r['accuracy_change']:+.4f}"
-        lines.append(f"| {r['format']} | {r['bytes'] / 1e6:.1f} | {r['test_accuracy']:.4f} | "
-                     f"{change} | {r['latency_ms']:.2f} |")
-    return lines
+    return ["| " + " | ".join(EXPORT_COLUMNS) + " |", "|---|---:|---:|---:|---:|",
+            *("| " + " | ".join(export_cells(r)) + " |" for r in rows)]
 
 
 def markdown(report: dict, pictures: bool = True) -> str:

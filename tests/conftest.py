@@ -7,10 +7,14 @@ the test header says where they were found.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -35,11 +39,11 @@ def pytest_report_header(config):
     return f"vggsearch assets (VGG16 weights, Keras datasets): {ASSETS} ({found})"
 
 
-def require(path: Path) -> Path:
-    """`path` among the assets; CI (CI=true, shared/ beside the clone) must have it, a user's
-    machine may not."""
+def require(path: Path, hint: str = "set VGGSEARCH_ASSETS to the shared assets folder") -> Path:
+    """`path`, which CI (CI=true: shared/ beside the clone, packages installed by .ci/run) must
+    have and a user's machine may not."""
     if not path.exists():
-        reason = f"{path} is not here (set VGGSEARCH_ASSETS to the shared assets folder)"
+        reason = f"{path} is not here ({hint})"
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs the shared assets: {reason}")
         pytest.skip(reason)
@@ -77,3 +81,20 @@ def study_trials(storage_dir: Path, name: str):
 
     storage = f"sqlite:///{storage_dir / 'vggsearch.db'}"
     return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def studies_served(port: int, deadline: float, process) -> list[str] | None:
+    """Names of the studies the dashboard on `port` lists, once it answers."""
+    while time.time() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                return [s["study_name"] for s in json.load(r)["study_summaries"]]
+        except OSError:
+            time.sleep(0.3)
+    return None

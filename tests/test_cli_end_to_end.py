@@ -1,24 +1,67 @@
 """A user's session on `digits` with the real VGG16 weights: search with pruning, retrain, the
-files it writes and what the dashboard shows (note, artifacts), then report, list, export and a resume that runs
-only what is missing."""
+files it writes and what the dashboard shows (note, artifacts; in a real browser), then report,
+list, export and a resume that runs only what is missing."""
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
 import optuna
+import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna_dashboard import get_note
 
-from conftest import TINY_SPACE, run_cli, study_trials
+from browser import chromium, console_errors, page_text
+from conftest import (ROOT, TINY_SPACE, WEIGHTS, free_port, require, run_cli, studies_served,
+                      study_trials)
 
 
-def test_search_retrain_report_export_resume(weights, studies):
-    search = ["search", "--dataset", "digits", "--subset", "400", "--space", TINY_SPACE,
-              "--weights", weights, "--epochs", "4", "--pruner", "median", "--seed", "1",
-              "--studies-dir", studies]
-    done = run_cli(*search, "--trials", "6")
+SEARCH = ["search", "--dataset", "digits", "--subset", "400", "--space", TINY_SPACE, "--epochs",
+          "4", "--pruner", "median", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A 6-trial search with pruning and its retrain, with the real weights; its studies folder
+    and the search's stderr."""
+    studies = tmp_path_factory.mktemp("end_to_end") / "studies"
+    done = run_cli(*SEARCH, "--trials", "6", "--weights", require(WEIGHTS), "--studies-dir",
+                   studies)
     assert done.returncode == 0, done.stderr
-    assert "running 6 more" in done.stderr and "test accuracy" in done.stderr
+    return studies, done.stderr
+
+
+def test_dashboard_shows_the_study_in_chromium(searched, tmp_path):
+    """optuna-dashboard in a real browser: the study, its trials (one pruned) and the note."""
+    studies, _ = searched
+    trials = study_trials(studies, "digits")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "dashboard", "--port",
+                               str(port), "--studies-dir", str(studies)],
+                              cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        assert studies_served(port, time.time() + 60, server) == ["digits"]
+        study_url = f"http://127.0.0.1:{port}/dashboard/studies/1"
+        with chromium() as browser:
+            listed = page_text(browser, f"{study_url}/trials", f"{len(trials)} Trials")
+            browser.save_screenshot(str(tmp_path / "trials.png"))
+            note = page_text(browser, f"{study_url}/note", "Test set (360 images)")
+            browser.save_screenshot(str(tmp_path / "note.png"))
+            errors = console_errors(browser)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    assert "digits" in listed and "Pruned" in listed and "Complete" in listed
+    assert "precision" in note
+    assert errors == [], errors
+
+
+def test_search_retrain_report_export_resume(searched):
+    studies, stderr = searched
+    assert "running 6 more" in stderr and "test accuracy" in stderr
 
     states = [t.state.name for t in study_trials(studies, "digits")]
     assert states.count("COMPLETE") + states.count("PRUNED") == 6
@@ -57,7 +100,8 @@ def test_search_retrain_report_export_resume(weights, studies):
     assert (studies / "best.keras").is_file() and (studies / "best.keras.json").is_file()
 
     # Re-running resumes: the same target runs nothing, a higher one runs only the difference.
-    again = run_cli(*search, "--trials", "7", "--no-retrain")
+    again = run_cli(*SEARCH, "--trials", "7", "--weights", WEIGHTS, "--no-retrain",
+                    "--studies-dir", studies)
     assert again.returncode == 0, again.stderr
     assert "6 finished trials, running 1 more" in again.stderr
     states = [t.state.name for t in study_trials(studies, "digits")]

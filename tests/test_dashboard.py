@@ -1,32 +1,12 @@
 """`python cli.py dashboard` serves optuna-dashboard on the study storage and stops on Ctrl-C."""
-import json
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import optuna
 
-from conftest import ROOT, TINY_SPACE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def studies_served(port: int, deadline: float, process) -> list[str] | None:
-    """Names of the studies the dashboard on `port` lists, once it answers."""
-    while time.time() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
-                return [s["study_name"] for s in json.load(r)["study_summaries"]]
-        except OSError:
-            time.sleep(0.3)
-    return None
+from conftest import ROOT, TINY_SPACE, free_port, studies_served
 
 
 def test_search_serves_the_dashboard_while_it_runs(studies):

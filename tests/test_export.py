@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from browser import chromium, console_errors, page_text
 from cli import main
 from conftest import ROOT, WEIGHTS, run_cli
 from search.data import load_dataset
@@ -105,6 +106,24 @@ def test_html_report_is_self_contained(studies, tmp_path, capsys):
     assert "Test set (360 images)" in text and "Ensemble of trials" in text
     assert text.count('" src="data:image/png;base64,') == 4  # curves, confusion, samples, preview
     assert '<script src="http' not in text  # plotly.js is inline: opens without a network
+    assert "Exports, evaluated from their own files" in text and "tflite-int8" in text
+
+
+def test_html_report_renders_in_chromium(studies, tmp_path, capsys):
+    page = tmp_path / "report.html"
+    assert main(["report", "--study", "digits", "--html", str(page),
+                 "--studies-dir", str(studies)]) == 0
+    with chromium() as browser:
+        text = page_text(browser, page.as_uri(), "Top 3 trials")
+        drawn = browser.execute_script(
+            "return [document.querySelectorAll('.plotly-graph-div').length,"
+            " document.querySelectorAll('.plotly-graph-div .main-svg').length]")
+        browser.save_screenshot(str(tmp_path / "report.png"))
+        errors = console_errors(browser)
+    assert "Test set (360 images)" in text and "tflite-int8" in text
+    plots, svgs = drawn
+    assert plots == 4 and svgs >= plots, drawn  # plotly drew every figure
+    assert errors == [], errors
 
 
 def test_bad_model_files_are_one_line_errors(studies, tmp_path, capsys):
