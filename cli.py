@@ -55,23 +55,18 @@ def add_retrain_options(p: argparse.ArgumentParser) -> None:
                         "accuracy of their averaged probabilities beside the best one's")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from search.export import FORMATS
+def add_search_options(p: argparse.ArgumentParser) -> None:
     from search.pipeline import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION
     from search.space import DEFAULT_SPACE
     from search.study import PRUNERS
+    from search.tuner import TUNERS
     from search.worker import DEFAULT_MEMORY_LIMIT_MB
 
-    parser = Parser(prog="cli.py", description="Optuna search over VGG16 transfer learning.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    p = commands.add_parser("search", help="run or resume a study, then retrain and report")
     p.add_argument("--dataset", default="mnist",
                    help="mnist, fashion_mnist, cifar10, cifar100, digits, a folder of class "
                         "sub-folders, or an .npz (x_train, y_train, x_test, y_test)")
     p.add_argument("--trials", type=int, default=50,
                    help="finished trials the study should have (re-running resumes)")
-    p.add_argument("--study", help="study name (default: from the dataset)")
     p.add_argument("--space", default=str(DEFAULT_SPACE), help="search space TOML file")
     p.add_argument("--subset", type=positive_int,
                    help="use N training images for the search (stratified)")
@@ -82,17 +77,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stratified validation share of the training images")
     p.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS,
                    help="most epochs a trial trains (the pruners' resource)")
-    p.add_argument("--pruner", choices=PRUNERS, default="hyperband")
+    p.add_argument("--pruner", choices=PRUNERS, default="hyperband",
+                   help="Optuna's pruner (engine optuna)")
+    p.add_argument("--tuner", choices=TUNERS, default="hyperband",
+                   help="KerasTuner's tuner (engine keras-tuner)")
     p.add_argument("--seed", type=int, help="seed of the sampler and of training")
     p.add_argument("--no-retrain", action="store_true", help="stop after the search")
-    p.add_argument("--dashboard", action="store_true",
-                   help="serve optuna-dashboard on the study's storage while the search runs")
-    p.add_argument("--dashboard-port", type=int, default=8080)
     p.add_argument("--worker-memory-mb", type=positive_int, default=DEFAULT_MEMORY_LIMIT_MB,
                    help="trials run in a worker process, replaced by a fresh one when its memory "
                         "passes this after a trial (TensorFlow keeps memory of every trained model)")
     add_retrain_options(p)
     add_storage(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from search.export import FORMATS
+
+    parser = Parser(prog="cli.py", description="Optuna search over VGG16 transfer learning.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = commands.add_parser("search", help="run or resume a study, then retrain and report")
+    add_search_options(p)
+    p.add_argument("--study", help="study name (default: from the dataset)")
+    p.add_argument("--engine", choices=["optuna", "keras-tuner"], default="optuna",
+                   help="Optuna's TPE sampler and --pruner, or KerasTuner's --tuner")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve optuna-dashboard on the study's storage while the search runs")
+    p.add_argument("--dashboard-port", type=int, default=8080)
+
+    p = commands.add_parser("compare", help="search and retrain with Optuna and with KerasTuner "
+                                            "on the same budget; print both side by side")
+    add_search_options(p)
 
     p = commands.add_parser("retrain", help="retrain a study's best trial, test it, write reports")
     p.add_argument("--study", required=True)
@@ -151,15 +166,40 @@ def cmd_search(args) -> None:
         url = serve_in_background(storage_url(args), args.studies_dir, "127.0.0.1",
                                   args.dashboard_port)
         console.print(f"optuna-dashboard (while this search runs): {url}")
+    keras_tuner = args.tuner if args.engine == "keras-tuner" else None
     with graceful():
-        run_search(args.dataset, args.trials, study_name=args.study, storage=args.storage,
-                   studies_dir=args.studies_dir, space=args.space, subset=args.subset,
-                   image_size=args.image_size, weights=args.weights,
-                   val_fraction=args.val_fraction,
-                   epochs=args.epochs, pruner=args.pruner, seed=args.seed,
-                   do_retrain=not args.no_retrain, retrain_epochs=args.retrain_epochs,
-                   retrain_subset=args.retrain_subset, cache_dir=args.cache_dir,
-                   ensemble=args.ensemble, memory_limit_mb=args.worker_memory_mb)
+        run_search(args.dataset, args.trials, study_name=args.study, keras_tuner=keras_tuner,
+                   **search_options(args))
+
+
+def search_options(args) -> dict:
+    """`run_search`'s keyword arguments from the options search and compare share."""
+    return dict(storage=args.storage, studies_dir=args.studies_dir, space=args.space,
+                subset=args.subset, image_size=args.image_size, weights=args.weights,
+                val_fraction=args.val_fraction, epochs=args.epochs, pruner=args.pruner,
+                seed=args.seed, do_retrain=not args.no_retrain,
+                retrain_epochs=args.retrain_epochs, retrain_subset=args.retrain_subset,
+                cache_dir=args.cache_dir, ensemble=args.ensemble,
+                memory_limit_mb=args.worker_memory_mb)
+
+
+def cmd_compare(args) -> None:
+    from rich.table import Table
+
+    from search.pipeline import compare_engines
+
+    with graceful():
+        rows = compare_engines(args.dataset, args.trials, args.tuner, **search_options(args))
+    table = Table(title=f"{args.trials} trials each on {args.dataset}")
+    for column in ["engine", "study", "best val_accuracy", "test accuracy", "search s",
+                   "retrain s", "complete", "pruned", "failed"]:
+        table.add_column(column, justify="right")
+    for r in rows:
+        test = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
+        table.add_row(r["engine"], r["study"], f"{r['best_value']:.4f}", test,
+                      f"{r['search_seconds']:.0f}", f"{r['retrain_seconds']:.0f}",
+                      str(r["complete"]), str(r["pruned"]), str(r["fail"]))
+    console.print(table)
 
 
 def cmd_retrain(args) -> None:
@@ -301,7 +341,7 @@ def cmd_preview(args) -> None:
     console.print(f"preview written: {preview(data, args.strength, out, args.image_size).path}")
 
 
-COMMANDS = {"search": cmd_search, "preview": cmd_preview, "retrain": cmd_retrain, "report": cmd_report,
+COMMANDS = {"search": cmd_search, "compare": cmd_compare, "preview": cmd_preview, "retrain": cmd_retrain, "report": cmd_report,
             "export": cmd_export, "predict": cmd_predict, "dashboard": cmd_dashboard, "list": cmd_list}
 
 

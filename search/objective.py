@@ -66,14 +66,20 @@ class Objective:
         return max(scores)
 
 
-def _record(trial: optuna.Trial, log, seconds: float) -> None:
+def _record(trial: optuna.Trial, log: EpochLog, seconds: float) -> None:
+    for name, value in trial_attrs(log, seconds).items():
+        trial.set_user_attr(name, value)
+
+
+def trial_attrs(log: EpochLog, seconds: float) -> dict:
     """What the dashboard and the report show of a trial, whatever way it ended."""
-    trial.set_user_attr("seconds", round(seconds, 1))
-    trial.set_user_attr("rss_mb", anon_rss_mb())  # memory must stay flat over trials
+    attrs = {"seconds": round(seconds, 1),
+             "rss_mb": anon_rss_mb()}  # memory must stay flat over trials
     if not log.epochs:
-        return
+        return attrs
     scores = [e.get(MONITOR, float("nan")) for e in log.epochs]
-    trial.set_user_attr("epochs_run", len(log.epochs))
-    trial.set_user_attr("best_epoch", int(max(range(len(scores)), key=lambda i: scores[i])) + 1)
-    trial.set_user_attr("images_per_second", round(log.images_per_second, 1))
-    trial.set_user_attr("train_loss", [round(e["loss"], 5) for e in log.epochs])
+    best = max(range(len(scores)), key=lambda i: scores[i])
+    return {**attrs, "epochs_run": len(log.epochs),
+            "best_epoch": int(log.epochs[best]["epoch"]),  # counted from the model's first epoch
+            "images_per_second": round(log.images_per_second, 1),
+            "train_loss": [round(e["loss"], 5) for e in log.epochs]}

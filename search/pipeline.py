@@ -23,12 +23,12 @@ from search.objective import Objective
 from search.preview import preview
 from search.progress import console, new_progress
 from search.dashboard import note_report, note_settings, upload_best
-from search.report import add_exports, markdown, write_report
+from search.report import add_exports, markdown, write_atomic, write_report
 from search.retrain import ensemble_accuracy, evaluate, retrain, top_trials
 from search.space import DEFAULT_SPACE, Space
 from search.worker import DEFAULT_MEMORY_LIMIT_MB, TrialsJob, run_trials, run_trials_here
-from search.study import (FINISHED, SearchSettings, best_trial, connect, count_finished,
-                          default_storage, load_study, open_study, trial_counts)
+from search.study import (FINISHED, SearchSettings, best_trial, check_engine, connect,
+                          count_finished, default_storage, load_study, open_study, trial_counts)
 
 DEFAULT_EPOCHS = 5  # the most epochs a trial trains: the pruners' resource
 DEFAULT_VAL_FRACTION = 0.2
@@ -42,10 +42,12 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
                retrain_epochs: int | None = None, retrain_subset: int | str | None = None,
                cache_dir=None, ensemble: int = 1,
                memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB,
-               separate_process: bool = True) -> dict:
+               keras_tuner: str | None = None, separate_process: bool = True) -> dict:
     """Run (or resume) the study until it has `trials` finished trials, then retrain and report.
     The trials run in worker processes replaced when their memory passes `memory_limit_mb`
-    (search.worker); `separate_process=False` runs them in this one (tests, debugging)."""
+    (search.worker); `separate_process=False` runs them in this one (tests, debugging).
+    `keras_tuner` ('hyperband', 'bayesian' or 'random') searches with KerasTuner instead of
+    Optuna's TPE sampler and pruner (search.tuner)."""
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
     if epochs < 1:
@@ -64,6 +66,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
     split_for_search(data, val_fraction, subset)  # a split that cannot be made is an error now
     url = storage or default_storage(studies_dir)
     study = open_study(connect(url), study_name or data.name, settings, seed, pruner)
+    check_engine(study, f"keras-tuner/{keras_tuner}" if keras_tuner else "optuna")
     note_settings(study, settings, trials)  # for the dashboard; the report replaces it
 
     out_dir = Path(studies_dir) / study.study_name
@@ -71,14 +74,14 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
     console.print(f"what the search trains on: {shown.path}")
     cache_dir = Path(cache_dir or Path(studies_dir) / "cache")
     job = TrialsJob(url, study.study_name, settings, trials, seed, pruner, str(cache_dir),
-                    memory_limit_mb)
+                    memory_limit_mb, keras_tuner, str(out_dir / "keras_tuner"))
     started = time.perf_counter()
     if separate_process:
         run_trials(job)
     else:  # no fresh process to continue in: no memory limit
         run_trials_here(dataclasses.replace(job, memory_limit_mb=None))
     seconds = {"search": time.perf_counter() - started}
-    summary = summarize(study)
+    summary = {**summarize(study), "search_seconds": seconds["search"]}
     if do_retrain:
         cache = FeatureCache(cache_dir, base, settings.weights_id, image_size,
                              data.flips_keep_label)
@@ -88,32 +91,43 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
     return summary
 
 
+def compare_engines(dataset: str, trials: int, tuner: str = "hyperband", **options) -> list[dict]:
+    """The same search (data, space, budget, retrain) run by Optuna and by KerasTuner's `tuner`,
+    as two studies named <dataset>-optuna and <dataset>-keras-tuner-<tuner>; one row per engine,
+    also written to <studies-dir>/compare-<dataset>.json."""
+    base_name, rows = load_dataset(dataset).name, []
+    for engine, keras_tuner in [("optuna", None), (f"keras-tuner {tuner}", tuner)]:
+        name = f"{base_name}-{engine.replace(' ', '-')}"
+        summary = run_search(dataset, trials, study_name=name, keras_tuner=keras_tuner, **options)
+        report = summary.get("report")
+        rows.append({"engine": engine, "study": name, "best_value": summary["best_value"],
+                     "test_accuracy": report["test"]["test_accuracy"] if report else None,
+                     "search_seconds": summary["search_seconds"],
+                     "retrain_seconds": report["seconds"]["retrain"] if report else 0.0,
+                     **summary["trials"]})
+    write_atomic(Path(options.get("studies_dir", "studies")) / f"compare-{base_name}.json",
+                 json.dumps(rows, indent=2))
+    return rows
+
+
 def optimize(study: optuna.Study, objective: Objective, trials: int, progress,
              memory_limit_mb: float | None = None) -> bool:
     """Run only the trials still missing for `trials` finished ones (resuming where it stopped).
     Returns True when it stopped early because this process's memory passed `memory_limit_mb`."""
-    done = count_finished(study)
-    study_task = progress.add_task(f"study {study.study_name}", total=trials, completed=done)
+    show = study_progress(study, trials, progress)
     over_limit = False
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        import keras
-
         nonlocal over_limit
-        keras.backend.clear_session()  # frees what it can; see search.worker for what it cannot
-        finished = study.get_trials(deepcopy=False, states=FINISHED)
-        pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in finished)
-        best = max((t.value for t in finished if t.value is not None), default=float("nan"))
-        progress.update(study_task, completed=len(finished),
-                        description=f"study {study.study_name} · best {best:.4f} · pruned {pruned}")
-        console.print(trial_line(trial))
+        show(study, trial)
         rss = anon_rss_mb()
-        if memory_limit_mb and rss and rss > memory_limit_mb and len(finished) < trials:
+        if memory_limit_mb and rss and rss > memory_limit_mb and count_finished(study) < trials:
             console.print(f"worker memory {rss:.0f} MB > {memory_limit_mb:.0f} MB: continuing "
                           "in a fresh worker process")
             over_limit = True
             study.stop()
 
+    done = count_finished(study)
     remaining = trials - done
     if remaining > 0:
         console.print(f"study {study.study_name}: {done} finished trials, running {remaining} more")
@@ -121,6 +135,26 @@ def optimize(study: optuna.Study, objective: Objective, trials: int, progress,
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED),
                                   after_trial])
     return over_limit
+
+
+def study_progress(study: optuna.Study, trials: int, progress):
+    """A callback for each finished trial: the study's progress bar and the trial's line."""
+    study_task = progress.add_task(f"study {study.study_name}", total=trials,
+                                   completed=count_finished(study))
+
+    def show(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        import keras
+
+        keras.backend.clear_session()  # frees what it can; see search.worker for what it cannot
+        finished = study.get_trials(deepcopy=False, states=FINISHED)
+        pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in finished)
+        best = max((t.value for t in finished if t.value is not None
+                    and t.state == optuna.trial.TrialState.COMPLETE), default=float("nan"))
+        progress.update(study_task, completed=len(finished),
+                        description=f"study {study.study_name} · best {best:.4f} · pruned {pruned}")
+        console.print(trial_line(trial))
+
+    return show
 
 
 def trial_line(trial: optuna.trial.FrozenTrial) -> str:
@@ -132,6 +166,8 @@ def trial_line(trial: optuna.trial.FrozenTrial) -> str:
         last = trial.intermediate_values.get(max(trial.intermediate_values, default=-1))
         return (f"trial {trial.number} pruned after {attrs.get('epochs_run', 0)} epochs at "
                 f"val_accuracy {last:.4f} ({attrs.get('pruned_reason', '')}) [{config}; {speed}]")
+    if trial.value is None:  # failed
+        return f"trial {trial.number} {trial.state.name.lower()} [{config}; {speed}]"
     return (f"trial {trial.number} {trial.state.name.lower()}: val_accuracy {trial.value:.4f} "
             f"[{config}; {speed}]")
 

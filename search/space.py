@@ -76,6 +76,44 @@ class Space:
         return values
 
 
+    def distributions(self) -> dict:
+        """The same parameters as Optuna distributions (for trials recorded from another engine)."""
+        from optuna.distributions import (CategoricalDistribution, FloatDistribution,
+                                          IntDistribution)
+
+        made = {}
+        for name, spec in self.params.items():
+            if spec["type"] == "categorical":
+                made[name] = CategoricalDistribution(spec["choices"])
+            elif spec["type"] == "int":
+                made[name] = IntDistribution(spec["low"], spec["high"], step=spec.get("step", 1),
+                                             log=spec.get("log", False))
+            else:
+                made[name] = FloatDistribution(spec["low"], spec["high"], step=spec.get("step"),
+                                               log=spec.get("log", False))
+        return made
+
+    def declare(self, hp) -> dict:
+        """One configuration, drawn by KerasTuner's `HyperParameters` (the same names and ranges)."""
+        values = {}
+        for name, spec in self.params.items():
+            sampling = "log" if spec.get("log") else "linear"
+            if spec["type"] == "categorical":
+                choices = spec["choices"]
+                if any(isinstance(c, float) for c in choices):  # KerasTuner wants one type
+                    choices = [float(c) for c in choices]
+                values[name] = hp.Choice(name, choices)
+            elif spec["type"] == "int":
+                # KerasTuner's step is a factor on a log scale; Optuna's log ints have none.
+                step = None if spec.get("log") else spec.get("step", 1)
+                values[name] = hp.Int(name, spec["low"], spec["high"], step=step,
+                                      sampling=sampling)
+            else:
+                values[name] = hp.Float(name, spec["low"], spec["high"], step=spec.get("step"),
+                                        sampling=sampling)
+        return values
+
+
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

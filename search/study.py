@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from search.errors import UserError
 
+ENGINE_ATTR = "vggsearch_engine"
 SETTINGS_ATTR = "vggsearch_settings"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PRUNERS = ("hyperband", "halving", "median", "none")
@@ -96,6 +97,18 @@ def open_study(storage, name: str, settings: SearchSettings, seed: int | None,
         raise UserError(f"study {name!r} exists with other settings ({'; '.join(changed)}); "
                         "use the same settings to resume, or another --study name")
     return study
+
+
+def check_engine(study: optuna.Study, engine: str) -> None:
+    """One study, one search engine ('optuna' or 'keras-tuner/<tuner>'): a resume with another
+    would mix two searches in one study."""
+    recorded = study.user_attrs.get(ENGINE_ATTR)
+    if recorded is None:
+        recorded = "optuna" if study.get_trials(deepcopy=False) else engine  # older studies: Optuna
+        study.set_user_attr(ENGINE_ATTR, recorded)
+    if recorded != engine:
+        raise UserError(f"study {study.study_name!r} was searched by {recorded}, this run asks for "
+                        f"{engine}; use the same engine to resume, or another --study name")
 
 
 def load_study(storage, name: str) -> tuple[optuna.Study, SearchSettings]:

@@ -64,7 +64,7 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = self.train_seconds or time.perf_counter() - self.started
-        self.epochs.append({**{k: float(v) for k, v in (logs or {}).items()},
+        self.epochs.append({**{k: float(v) for k, v in (logs or {}).items()}, "epoch": epoch + 1,
                             "seconds": seconds, "images_per_second": self.n_images / seconds})
         if not all(math.isfinite(v) for v in self.epochs[-1].values()):
             self.model.stop_training = True  # diverged: further epochs cannot recover
@@ -78,17 +78,37 @@ def train_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageS
                  n_classes: int, epochs: int, seed: int, callbacks=()):
     """Build the suffix for `params` and fit it on cached activations; returns the trained suffix.
     Pass an `EpochLog` first in `callbacks` to see the epochs even of a run a callback stops."""
+    suffix = compiled_suffix(params, cache, train, val, n_classes, seed)
+    fit_suffix(suffix, params, cache, train, val, epochs, seed, callbacks)
+    return suffix
+
+
+def compiled_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageSet | None,
+                    n_classes: int, seed: int):
+    """The untrained suffix for `params`, compiled with Adam at the configuration's rate. The
+    activations it will train on are cached first: building them (or not, when they exist) must
+    not shift the random numbers of its weights."""
+    frozen = N_BLOCKS - params["unfrozen_blocks"]
+    cache.training_views(train, frozen, params["augment_strength"])
+    if val is not None:
+        cache.activations(val, frozen)
+    keras.utils.set_random_seed(seed)
+    suffix = build_suffix(cache.base, frozen, cache.image_size, n_classes, params["head_units"],
+                          params["dropout"])
+    suffix.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
+                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return suffix
+
+
+def fit_suffix(suffix, params: dict, cache: FeatureCache, train: ImageSet, val: ImageSet | None,
+               epochs: int, seed: int, callbacks=(), initial_epoch: int = 0):
+    """Fit a compiled suffix on the cached activations of `train` (the configuration's
+    augmentation views), validating on `val`; returns Keras's History."""
     frozen = N_BLOCKS - params["unfrozen_blocks"]
     train_views = cache.training_views(train, frozen, params["augment_strength"])
     val_data = None
     if val is not None:
         val_data = CachedBatches([cache.activations(val, frozen)], val.labels, 256, shuffle=False)
-    # Seeded after the cache: building one (or not, when it exists) must not shift the RNG.
-    keras.utils.set_random_seed(seed)
-    suffix = build_suffix(cache.base, frozen, cache.image_size, n_classes,
-                          params["head_units"], params["dropout"])
-    suffix.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
-                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    suffix.fit(CachedBatches(train_views, train.labels, params["batch_size"], True, seed),
-               validation_data=val_data, epochs=epochs, verbose=0, callbacks=list(callbacks))
-    return suffix
+    return suffix.fit(CachedBatches(train_views, train.labels, params["batch_size"], True, seed),
+                      validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch,
+                      verbose=0, callbacks=list(callbacks))

@@ -38,6 +38,8 @@ class TrialsJob:
     pruner: str
     cache_dir: str
     memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB
+    keras_tuner: str | None = None  # run KerasTuner's tuner of this kind instead of Optuna's TPE
+    keras_tuner_dir: str | None = None  # where KerasTuner keeps its state
 
 
 def run_trials(job: TrialsJob) -> None:
@@ -96,11 +98,12 @@ def run_trials_here(job: TrialsJob) -> int:
     from search.data import load_dataset, split_for_search
     from search.model import load_vgg16
     from search.objective import Objective
-    from search.pipeline import optimize
+    from search.pipeline import optimize, study_progress
     from search.preprocess import prepare
     from search.progress import new_progress
     from search.space import Space
     from search.study import connect, open_study
+    from search.tuner import SuffixHyperModel, tune
 
     s = job.settings
     data = load_dataset(s.dataset)
@@ -112,7 +115,13 @@ def run_trials_here(job: TrialsJob) -> int:
     with new_progress() as progress:
         cache = FeatureCache(Path(job.cache_dir), base, s.weights_id, s.image_size,
                              data.flips_keep_label, progress=progress)
-        objective = Objective(Space.from_dict(s.space), cache, train, val,
-                              len(data.class_names), s.epochs, job.seed or 0, progress)
-        full = optimize(study, objective, job.trials, progress, job.memory_limit_mb)
+        space, n_classes, seed = Space.from_dict(s.space), len(data.class_names), job.seed or 0
+        if job.keras_tuner:
+            hypermodel = SuffixHyperModel(space, cache, train, val, n_classes, progress)
+            full = tune(study, job.keras_tuner, hypermodel, Path(job.keras_tuner_dir), job.trials,
+                        s.epochs, seed, job.memory_limit_mb,
+                        study_progress(study, job.trials, progress))
+        else:
+            objective = Objective(space, cache, train, val, n_classes, s.epochs, seed, progress)
+            full = optimize(study, objective, job.trials, progress, job.memory_limit_mb)
     return RECYCLE if full else DONE
