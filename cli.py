@@ -190,13 +190,14 @@ def cmd_compare(args) -> None:
 
     with graceful():
         rows = compare_engines(args.dataset, args.trials, args.tuner, **search_options(args))
-    table = Table(title=f"{args.trials} trials each on {args.dataset}")
-    for column in ["engine", "study", "best val_accuracy", "test accuracy", "search s",
-                   "retrain s", "complete", "pruned", "failed"]:
+    table = Table(title=f"{args.trials} trials each on {args.dataset} (studies: "
+                        f"{', '.join(r['study'] for r in rows)})")
+    for column in ["engine", "best val", "test", "search s", "retrain s", "complete", "pruned",
+                   "failed"]:
         table.add_column(column, justify="right")
     for r in rows:
         test = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
-        table.add_row(r["engine"], r["study"], f"{r['best_value']:.4f}", test,
+        table.add_row(r["engine"], f"{r['best_value']:.4f}", test,
                       f"{r['search_seconds']:.0f}", f"{r['retrain_seconds']:.0f}",
                       str(r["complete"]), str(r["pruned"]), str(r["fail"]))
     console.print(table)
