@@ -73,13 +73,17 @@ class _Recording:
         self.study, self.space, self.trials, self.epochs, self.seed = (study, space, trials,
                                                                        epochs, seed)
         self.memory_limit_mb, self.after_trial, self.over_limit = memory_limit_mb, after_trial, False
+        self.runs = {}  # KerasTuner trial id -> (EpochLog, seconds) of the trials run here
 
     def on_trial_begin(self, trial):
         self.hypermodel.seed = self.seed + int(trial.trial_id)
-        self.hypermodel.log = None
+        self.hypermodel.log = None  # a trial that fails before fitting has no epochs
         super().on_trial_begin(trial)
 
     def on_trial_end(self, trial):
+        log = self.hypermodel.log
+        if log is not None:
+            self.runs[trial.trial_id] = (log, time.perf_counter() - self.hypermodel.started)
         super().on_trial_end(trial)  # KerasTuner's oracle learns the result and saves its state
         self.record_new_trials()
         if count_finished(self.study) >= self.trials:
@@ -102,12 +106,19 @@ class _Recording:
 
     def _as_optuna(self, kt_trial) -> optuna.trial.FrozenTrial:
         values = kt_trial.hyperparameters.values
-        log = self.hypermodel.log
-        epochs = log.epochs if log else []
-        attrs = trial_attrs(log, time.perf_counter() - self.hypermodel.started) if log else {}
-        attrs = {**attrs, TRIAL_ATTR: kt_trial.trial_id, "engine": "keras-tuner"}
+        attrs = {TRIAL_ATTR: kt_trial.trial_id, "engine": "keras-tuner"}
+        if kt_trial.trial_id in self.runs:
+            log, seconds = self.runs.pop(kt_trial.trial_id)
+            attrs.update(trial_attrs(log, seconds))
+            scores = {e["epoch"] - 1: e[MONITOR] for e in log.epochs
+                      if math.isfinite(e.get(MONITOR, math.nan))}
+        else:  # ended in an earlier process before it was recorded: KerasTuner kept its best epoch
+            scores = {}
+            if kt_trial.metrics.exists(MONITOR):
+                best = kt_trial.metrics.get_best_step(MONITOR)
+                scores[best] = kt_trial.metrics.get_best_value(MONITOR)
+                attrs["best_epoch"] = best + 1
         budget = values.get("tuner/epochs", self.epochs)
-        scores = {e["epoch"] - 1: e[MONITOR] for e in epochs if math.isfinite(e.get(MONITOR, 0))}
         state = TrialState.FAIL
         if kt_trial.status == "COMPLETED" and scores:
             state = TrialState.COMPLETE
