@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from search import interrupt
 from search.model import activation_shape, frozen_prefix
@@ -52,7 +53,10 @@ class FeatureCache:
         view = view % self.views if strength else 0
         path = self.path(images, frozen_blocks, strength, view)
         if not path.exists():
-            self._compute(images, frozen_blocks, strength, view, path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(f"{path}.lock"):  # workers starting together: one computes, the rest wait
+                if not path.exists():
+                    self._compute(images, frozen_blocks, strength, view, path)
         return np.load(path, mmap_mode="r")
 
     def training_views(self, images: ImageSet, frozen_blocks: int, strength: float) -> list:
@@ -67,7 +71,6 @@ class FeatureCache:
 
     def _compute(self, images: ImageSet, frozen_blocks: int, strength: float, view: int,
                  path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         prefix = self._prefix(frozen_blocks)
         augment = augmenter(strength, self.flips, seed=self.seed * 1000 + view) if strength else None
         n = len(images.images)

@@ -15,6 +15,8 @@ SETTINGS_ATTR = "vggsearch_settings"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PRUNERS = ("hyperband", "halving", "median", "none")
 HEARTBEAT_SECONDS = 60  # a RUNNING trial silent for 2 heartbeats belonged to a dead worker
+MAX_RETRIES = 2  # times a dead worker's trial is queued again
+JOURNAL = "journal:///"
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
@@ -45,16 +47,32 @@ def check_study_name(name: str) -> str:
 
 
 def connect(url: str):
-    """The storage behind `url`, checked to answer now (not at the first trial)."""
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    """The storage behind `url`, checked to answer now (not at the first trial).
+
+    sqlite:///FILE, postgresql://..., mysql://...: Optuna's RDB storage with heartbeats, so that a
+    trial whose worker died (SIGKILL, power loss) is failed after the grace period and queued
+    again, up to MAX_RETRIES times. journal:///FILE: a journal file, for several processes on one
+    host. redis://HOST:PORT/DB: a Redis journal, for several hosts."""
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
+
     try:
+        if url.startswith(("sqlite:///", JOURNAL)):
+            path = Path(url.split(":///", 1)[1]).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
         if url.startswith(("sqlite", "postgresql", "mysql")):
-            storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS)
+            storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                 grace_period=2 * HEARTBEAT_SECONDS,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                     max_retry=MAX_RETRIES))
+        elif url.startswith(JOURNAL):
+            storage = JournalStorage(JournalFileBackend(str(path)))
+        elif url.startswith("redis://"):
+            storage = JournalStorage(JournalRedisBackend(url))
         else:
-            storage = optuna.storages.get_storage(url)
+            raise ValueError("use sqlite:///, postgresql://, mysql://, journal:/// or redis://")
         storage.get_all_studies()
-    except Exception as err:  # SQLAlchemy/driver errors: wrong host, password, scheme...
+    except Exception as err:  # SQLAlchemy/driver/Redis errors: wrong host, password, scheme...
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot open storage {url}: {reason}") from err
     return storage

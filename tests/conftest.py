@@ -98,3 +98,15 @@ def studies_served(port: int, deadline: float, process) -> list[str] | None:
         except OSError:
             time.sleep(0.3)
     return None
+
+
+def require_server(host: str, port: int, what: str) -> None:
+    """A storage server the test talks to: CI (CI=true) must have it running, a user's machine
+    may not."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        reason = f"no {what} answers on {host}:{port}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs {what}: {reason}")
+        pytest.skip(reason)
