@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="study name (default: from the dataset)")
     p.add_argument("--engine", choices=["optuna", "keras-tuner"], default="optuna",
                    help="Optuna's TPE sampler and --pruner, or KerasTuner's --tuner")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="worker processes running trials side by side on this host (needs a "
+                        "shared storage: --storage journal:///FILE, postgresql://, redis://)")
     p.add_argument("--dashboard", action="store_true",
                    help="serve optuna-dashboard on the study's storage while the search runs")
     p.add_argument("--dashboard-port", type=int, default=8080)
@@ -169,7 +172,7 @@ def cmd_search(args) -> None:
     keras_tuner = args.tuner if args.engine == "keras-tuner" else None
     with graceful():
         run_search(args.dataset, args.trials, study_name=args.study, keras_tuner=keras_tuner,
-                   **search_options(args))
+                   workers=args.workers, **search_options(args))
 
 
 def search_options(args) -> dict:

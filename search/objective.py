@@ -41,6 +41,7 @@ class Objective:
     epochs: int
     seed: int = 0
     progress: object = None  # the command's rich Progress, if it shows one
+    worker: int = 0  # which of the worker processes side by side runs it (search --workers)
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = self.space.sample(trial)
@@ -58,6 +59,7 @@ class Objective:
                 raise
             finally:
                 _record(trial, log, time.perf_counter() - started)
+                trial.set_user_attr("worker", self.worker)
         scores = [epoch[MONITOR] for epoch in log.epochs]
         if not scores or not all(s == s for s in scores):  # NaN: the loss diverged
             trial.set_user_attr("pruned_reason", "the loss diverged (NaN)")

@@ -42,12 +42,14 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
                retrain_epochs: int | None = None, retrain_subset: int | str | None = None,
                cache_dir=None, ensemble: int = 1,
                memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB,
-               keras_tuner: str | None = None, separate_process: bool = True) -> dict:
+               keras_tuner: str | None = None, workers: int = 1,
+               separate_process: bool = True) -> dict:
     """Run (or resume) the study until it has `trials` finished trials, then retrain and report.
     The trials run in worker processes replaced when their memory passes `memory_limit_mb`
     (search.worker); `separate_process=False` runs them in this one (tests, debugging).
     `keras_tuner` ('hyperband', 'bayesian' or 'random') searches with KerasTuner instead of
-    Optuna's TPE sampler and pruner (search.tuner)."""
+    Optuna's TPE sampler and pruner (search.tuner). `workers` processes run trials side by side
+    on the study; they need a storage several processes can write (not SQLite)."""
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
     if epochs < 1:
@@ -56,6 +58,12 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
         raise UserError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
     if subset is not None and subset < 10:
         raise UserError(f"--subset must be at least 10 images, got {subset}")
+    url = storage or default_storage(studies_dir)
+    if workers > 1 and (keras_tuner or url.startswith("sqlite") or not separate_process):
+        raise UserError("--workers above 1 runs Optuna's trials in several processes on one "
+                        "study: give a storage they can share, e.g. --storage "
+                        f"journal:///{Path(studies_dir).resolve() / 'vggsearch.journal'} (one "
+                        "host), postgresql://... or redis://... (KerasTuner runs one worker)")
     space = Space.from_file(space)
     data = load_dataset(dataset)
     base = load_vgg16(weights, image_size)
@@ -64,7 +72,6 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
         subset=subset, image_size=image_size, weights=weights, weights_id=weights_id(weights),
         val_fraction=val_fraction, epochs=epochs, space=space.params)
     split_for_search(data, val_fraction, subset)  # a split that cannot be made is an error now
-    url = storage or default_storage(studies_dir)
     study = open_study(connect(url), study_name or data.name, settings, seed, pruner)
     check_engine(study, f"keras-tuner/{keras_tuner}" if keras_tuner else "optuna")
     note_settings(study, settings, trials)  # for the dashboard; the report replaces it
@@ -77,7 +84,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
                     memory_limit_mb, keras_tuner, str(out_dir / "keras_tuner"))
     started = time.perf_counter()
     if separate_process:
-        run_trials(job)
+        run_trials(job, workers)
     else:  # no fresh process to continue in: no memory limit
         run_trials_here(dataclasses.replace(job, memory_limit_mb=None))
     seconds = {"search": time.perf_counter() - started}

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from search import interrupt
@@ -40,37 +40,58 @@ class TrialsJob:
     memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB
     keras_tuner: str | None = None  # run KerasTuner's tuner of this kind instead of Optuna's TPE
     keras_tuner_dir: str | None = None  # where KerasTuner keeps its state
+    worker: int = 0  # which of the workers running side by side (their samplers differ)
 
 
-def run_trials(job: TrialsJob) -> None:
-    """Run workers one after another until the study has `job.trials` finished trials."""
+def run_trials(job: TrialsJob, workers: int = 1) -> None:
+    """Run `workers` worker processes side by side on the study until it has `job.trials` finished
+    trials; a worker that passes the memory limit is replaced by a fresh one."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited TF state
-    while True:
-        worker = context.Process(target=_worker_main, args=(job,), name="vggsearch-trials")
+
+    def start(index: int):
+        worker = context.Process(target=_worker_main, args=(replace(job, worker=index),),
+                                 name=f"vggsearch-trials-{index}")
         worker.start()
-        code = _wait(worker)
+        return worker
+
+    running = {index: start(index) for index in range(workers)}
+    codes = []
+    while running:
+        index, code = _wait_any(running)
+        del running[index]
         if code == RECYCLE:
-            continue
-        if code == DONE:
-            return
-        if code == INTERRUPTED:
-            raise KeyboardInterrupt
-        if code == FAILED:  # the worker printed the reason (a user error) already
-            raise ReportedError()
-        raise UserError(f"the trials' worker process died (exit status {code}); finished trials "
+            running[index] = start(index)
+        elif code != DONE:
+            codes.append(code)
+            if code == FAILED:  # a user error: the others would meet it too
+                _interrupt(running.values())
+    if INTERRUPTED in codes:
+        raise KeyboardInterrupt
+    if FAILED in codes:  # the worker printed the reason (a user error) already
+        raise ReportedError()
+    if codes:
+        raise UserError(f"a trials' worker process died (exit status {codes[0]}); finished trials "
                         "are saved: run the same command to resume")
 
 
-def _wait(worker) -> int:
-    """Wait for the worker, forwarding Ctrl-C to it (the first asks it to stop at a safe point, a
-    second one stops it at once, as in a single process)."""
+def _wait_any(running: dict) -> tuple[int, int]:
+    """Wait until a worker ends: (its index, its exit status). Ctrl-C is forwarded to every worker
+    (the first asks them to stop at a safe point, a second one stops them at once, as in a single
+    process)."""
     while True:
         try:
-            worker.join(0.2)
-            if worker.exitcode is not None:
-                return worker.exitcode
+            for index, worker in running.items():
+                worker.join(0.2 / len(running))
+                if worker.exitcode is not None:
+                    return index, worker.exitcode
             interrupt.check()
         except KeyboardInterrupt:
+            _interrupt(running.values())
+
+
+def _interrupt(workers) -> None:
+    for worker in workers:
+        if worker.exitcode is None:
             os.kill(worker.pid, signal.SIGINT)
 
 
@@ -109,7 +130,9 @@ def run_trials_here(job: TrialsJob) -> int:
     data = load_dataset(s.dataset)
     split = split_for_search(data, s.val_fraction, s.subset)
     base = load_vgg16(s.weights, s.image_size)
-    study = open_study(connect(job.storage), job.study_name, s, job.seed, job.pruner)
+    # Workers started together see the same number of trials: their sampler seeds must differ.
+    sampler_seed = None if job.seed is None else job.seed + 100_000 * job.worker
+    study = open_study(connect(job.storage), job.study_name, s, sampler_seed, job.pruner)
     train = prepare(split.x_train, split.y_train, s.image_size)
     val = prepare(split.x_val, split.y_val, s.image_size)
     with new_progress() as progress:
@@ -122,6 +145,7 @@ def run_trials_here(job: TrialsJob) -> int:
                         s.epochs, seed, job.memory_limit_mb,
                         study_progress(study, job.trials, progress))
         else:
-            objective = Objective(space, cache, train, val, n_classes, s.epochs, seed, progress)
+            objective = Objective(space, cache, train, val, n_classes, s.epochs, seed, progress,
+                                  job.worker)
             full = optimize(study, objective, job.trials, progress, job.memory_limit_mb)
     return RECYCLE if full else DONE

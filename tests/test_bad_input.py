@@ -52,6 +52,7 @@ CASES = {
     "unreachable storage": (["--storage", "postgresql://nobody@127.0.0.1:1/none"],
                             "cannot open storage"),
     "study name with a path": (["--study", "../x"], "invalid study name"),
+    "workers on SQLite": (["--workers", "2"], "give a storage they can share"),
     "corrupt npz": (lambda tmp: ["--dataset", write(tmp / "d.npz", "garbage")],
                     "not a readable .npz file"),
     "folder with one class": (lambda tmp: ["--dataset", image_folder(tmp / "one", ["cat"])],
