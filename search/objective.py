@@ -9,6 +9,7 @@ import optuna
 from optuna_integration import KerasPruningCallback
 
 from search.cache import FeatureCache
+from search.heartbeat import beating
 from search.memory import anon_rss_mb
 from search.preprocess import ImageSet
 from search.progress import task
@@ -48,7 +49,7 @@ class Objective:
         batches = self.epochs * math.ceil(len(self.train.labels) / params["batch_size"])
         started = time.perf_counter()
         with task(self.progress, f"trial {trial.number}: {params['unfrozen_blocks']} unfrozen "
-                  f"blocks, batch {params['batch_size']}", batches) as advance:
+                  f"blocks, batch {params['batch_size']}", batches) as advance, beating(trial):
             log = EpochLog(len(self.train.labels), advance)
             try:
                 suffix = train_suffix(params, self.cache, self.train, self.val, self.n_classes,

@@ -17,6 +17,7 @@ from search.cache import FeatureCache
 from search.data import BUILTIN, load_dataset, split_for_search, training_images
 from search.errors import UserError
 from search.export import CALIBRATION_IMAGES, export, measure, save_model
+from search.heartbeat import fail_stale_trials
 from search.model import load_vgg16, weights_id
 from search.memory import anon_rss_mb
 from search.objective import Objective
@@ -127,6 +128,7 @@ def optimize(study: optuna.Study, objective: Objective, trials: int, progress,
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal over_limit
         show(study, trial)
+        requeue_dead_workers_trials(study)
         rss = anon_rss_mb()
         if memory_limit_mb and rss and rss > memory_limit_mb and count_finished(study) < trials:
             console.print(f"worker memory {rss:.0f} MB > {memory_limit_mb:.0f} MB: continuing "
@@ -134,6 +136,7 @@ def optimize(study: optuna.Study, objective: Objective, trials: int, progress,
             over_limit = True
             study.stop()
 
+    requeue_dead_workers_trials(study)
     done = count_finished(study)
     remaining = trials - done
     if remaining > 0:
@@ -142,6 +145,13 @@ def optimize(study: optuna.Study, objective: Objective, trials: int, progress,
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED),
                                   after_trial])
     return over_limit
+
+
+def requeue_dead_workers_trials(study: optuna.Study) -> None:
+    """Journal storages have no heartbeat of Optuna's own: see search.heartbeat."""
+    for number in fail_stale_trials(study):
+        console.print(f"trial {number}: its worker stopped beating; failed and queued again",
+                      style="yellow")
 
 
 def study_progress(study: optuna.Study, trials: int, progress):

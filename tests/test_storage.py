@@ -9,6 +9,7 @@ import pytest
 
 import search.study
 from conftest import require_server
+from search import heartbeat
 from search.errors import UserError
 from search.study import connect
 
@@ -59,3 +60,21 @@ def test_a_dead_workers_trial_is_failed_and_queued_again(tmp_path, monkeypatch):
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
     assert trials[1].params == {"x": dead.params["x"]}
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[1]) == 0
+
+
+def test_a_dead_workers_trial_on_a_journal_is_failed_and_queued_again(tmp_path, monkeypatch):
+    """Journals have no heartbeat of Optuna's: vggsearch's own (search.heartbeat)."""
+    monkeypatch.setattr(search.study, "HEARTBEAT_SECONDS", 1)  # grace period: 2 s
+    study = optuna.create_study(storage=connect(f"journal:///{tmp_path / 'v.journal'}"))
+    x = optuna.distributions.FloatDistribution(0, 1)
+    dead, alive = study.ask({"x": x}), study.ask({"x": x})
+    with heartbeat.beating(alive):  # a live worker keeps stamping its trial
+        with heartbeat.beating(dead):
+            pass  # ... this one stamped once, then its worker was killed
+        time.sleep(3)
+        assert heartbeat.fail_stale_trials(study) == [dead.number]
+        assert heartbeat.fail_stale_trials(study) == []  # a second worker finds nothing to do
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "WAITING"]
+    assert trials[2].params == {"x": dead.params["x"]}
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[2]) == 0
