@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = self.space.sample(trial)
+        trial.set_user_attr("pid", os.getpid())  # which process runs it (crash recovery, tests)
         batches = self.epochs * math.ceil(len(self.train.labels) / params["batch_size"])
         started = time.perf_counter()
         with task(self.progress, f"trial {trial.number}: {params['unfrozen_blocks']} unfrozen "

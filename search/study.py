@@ -1,6 +1,7 @@
 """The Optuna study: storage, sampler, pruner, the settings it was made with, resuming it."""
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,7 +15,8 @@ ENGINE_ATTR = "vggsearch_engine"
 SETTINGS_ATTR = "vggsearch_settings"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PRUNERS = ("hyperband", "halving", "median", "none")
-HEARTBEAT_SECONDS = 60  # a RUNNING trial silent for 2 heartbeats belonged to a dead worker
+# A RUNNING trial silent for 2 heartbeats belonged to a dead worker (tests set a few seconds).
+HEARTBEAT_SECONDS = int(os.environ.get("VGGSEARCH_HEARTBEAT_SECONDS", "60"))
 MAX_RETRIES = 2  # times a dead worker's trial is queued again
 JOURNAL = "journal:///"
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")

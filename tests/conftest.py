@@ -110,3 +110,19 @@ def require_server(host: str, port: int, what: str) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs {what}: {reason}")
         pytest.skip(reason)
+
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def storage_url(kind: str, tmp_path) -> str:
+    """A storage URL of `kind`: a file under `tmp_path`, or this machine's PostgreSQL or Redis."""
+    if kind == "postgresql":
+        require_server("127.0.0.1", 5432, "PostgreSQL")
+        return POSTGRES
+    if kind == "redis":
+        require_server("127.0.0.1", 6379, "Redis")
+        return REDIS
+    return {"sqlite": f"sqlite:///{tmp_path / 'v.db'}",
+            "journal": f"journal:///{tmp_path / 'v.journal'}"}[kind]

@@ -8,24 +8,10 @@ import optuna
 import pytest
 
 import search.study
-from conftest import require_server
+from conftest import storage_url
 from search import heartbeat
 from search.errors import UserError
 from search.study import connect
-
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS = "redis://127.0.0.1:6379/0"
-
-
-def storage_url(kind: str, tmp_path) -> str:
-    if kind == "postgresql":
-        require_server("127.0.0.1", 5432, "PostgreSQL")
-        return POSTGRES
-    if kind == "redis":
-        require_server("127.0.0.1", 6379, "Redis")
-        return REDIS
-    return {"sqlite": f"sqlite:///{tmp_path / 'v.db'}",
-            "journal": f"journal:///{tmp_path / 'v.journal'}"}[kind]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "journal", "redis"])
