@@ -25,18 +25,30 @@ SEARCH = ["search", "--dataset", "digits", "--subset", "400", "--space", TINY_SP
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    """A 6-trial search with pruning and its retrain, with the real weights; its studies folder
-    and the search's stderr."""
+    """A 6-trial search with pruning and its retrain, with the real weights, serving
+    optuna-dashboard while it runs: its studies folder, its stderr, and the study names the
+    dashboard listed during the search."""
     studies = tmp_path_factory.mktemp("end_to_end") / "studies"
-    done = run_cli(*SEARCH, "--trials", "6", "--weights", require(WEIGHTS), "--studies-dir",
-                   studies)
-    assert done.returncode == 0, done.stderr
-    return studies, done.stderr
+    port = free_port()
+    search = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), *map(str, SEARCH), "--trials", "6", "--weights",
+         str(require(WEIGHTS)), "--dashboard", "--dashboard-port", str(port), "--studies-dir",
+         str(studies)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    served = studies_served(port, time.time() + 120, search)
+    _, stderr = search.communicate(timeout=900)
+    assert search.returncode == 0, stderr
+    assert stderr.index(f"http://127.0.0.1:{port}/") < stderr.index("running 6 more")
+    return studies, stderr, served
+
+
+def test_search_serves_the_dashboard_while_it_runs(searched):
+    _, _, served = searched
+    assert served is not None and served in ([], ["digits"]), served
 
 
 def test_dashboard_shows_the_study_in_chromium(searched, tmp_path):
     """optuna-dashboard in a real browser: the study, its trials (one pruned) and the note."""
-    studies, _ = searched
+    studies, _, _ = searched
     trials = study_trials(studies, "digits")
     port = free_port()
     server = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "dashboard", "--port",
@@ -60,7 +72,7 @@ def test_dashboard_shows_the_study_in_chromium(searched, tmp_path):
 
 
 def test_search_retrain_report_export_resume(searched):
-    studies, stderr = searched
+    studies, stderr, _ = searched
     assert "running 6 more" in stderr and "test accuracy" in stderr
 
     states = [t.state.name for t in study_trials(studies, "digits")]

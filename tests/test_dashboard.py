@@ -1,4 +1,5 @@
-"""`python cli.py dashboard` serves optuna-dashboard on the study storage and stops on Ctrl-C."""
+"""`python cli.py dashboard` serves optuna-dashboard on the study storage and stops on Ctrl-C
+(`search --dashboard` is tested with the end-to-end search)."""
 import signal
 import subprocess
 import sys
@@ -6,21 +7,7 @@ import time
 
 import optuna
 
-from conftest import ROOT, TINY_SPACE, free_port, studies_served
-
-
-def test_search_serves_the_dashboard_while_it_runs(studies):
-    port = free_port()
-    search = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "search", "--dataset", "digits", "--subset", "200",
-         "--trials", "2", "--epochs", "1", "--weights", "none", "--space", str(TINY_SPACE),
-         "--no-retrain", "--dashboard", "--dashboard-port", str(port), "--studies-dir",
-         str(studies)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    served = studies_served(port, time.time() + 120, search)
-    _, stderr = search.communicate(timeout=300)
-    assert search.returncode == 0, stderr
-    assert served is not None and served in ([], ["digits"]), served
-    assert stderr.index(f"http://127.0.0.1:{port}/") < stderr.index("running 2 more")
+from conftest import ROOT, free_port, studies_served
 
 
 def test_dashboard_serves_the_studies_and_stops_cleanly(studies):
