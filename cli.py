@@ -56,10 +56,8 @@ def add_retrain_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_search_options(p: argparse.ArgumentParser) -> None:
-    from search.pipeline import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION
     from search.space import DEFAULT_SPACE
-    from search.study import PRUNERS
-    from search.tuner import TUNERS
+    from search.study import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION, PRUNERS, TUNERS
     from search.worker import DEFAULT_MEMORY_LIMIT_MB
 
     p.add_argument("--dataset", default="mnist",

@@ -15,9 +15,8 @@ from search.memory import anon_rss_mb
 from search.preprocess import ImageSet
 from search.progress import task
 from search.space import Space
+from search.study import MONITOR
 from search.train import EpochLog, train_suffix
-
-MONITOR = "val_accuracy"  # reported to Optuna every epoch; the trial's value is its best
 
 
 class StrictPruningCallback(KerasPruningCallback):

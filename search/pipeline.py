@@ -28,11 +28,8 @@ from search.report import add_exports, markdown, write_atomic, write_report
 from search.retrain import ensemble_accuracy, evaluate, retrain, top_trials
 from search.space import DEFAULT_SPACE, Space
 from search.worker import DEFAULT_MEMORY_LIMIT_MB, TrialsJob, run_trials, run_trials_here
-from search.study import (FINISHED, SearchSettings, best_trial, check_engine, connect,
+from search.study import (DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION, FINISHED, SearchSettings, best_trial, check_engine, connect,
                           count_finished, default_storage, load_study, open_study, trial_counts)
-
-DEFAULT_EPOCHS = 5  # the most epochs a trial trains: the pruners' resource
-DEFAULT_VAL_FRACTION = 0.2
 
 
 def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | None = None,

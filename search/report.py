@@ -6,14 +6,16 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from search.objective import MONITOR
-from search.retrain import Retrained
-from search.study import SearchSettings, trial_counts
+from search.study import MONITOR, SearchSettings, trial_counts
+
+if TYPE_CHECKING:  # retrain imports TensorFlow; `report` and `list` should start without it
+    from search.retrain import Retrained
 
 N_SAMPLES = 24  # test images in sample_predictions.png, mistakes first
 PICTURES = """

@@ -15,6 +15,10 @@ ENGINE_ATTR = "vggsearch_engine"
 SETTINGS_ATTR = "vggsearch_settings"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PRUNERS = ("hyperband", "halving", "median", "none")
+TUNERS = ("hyperband", "bayesian", "random")  # KerasTuner's, for --engine keras-tuner
+MONITOR = "val_accuracy"  # reported to the study every epoch; a trial's value is its best
+DEFAULT_EPOCHS = 5  # the most epochs a trial trains: the pruners' resource
+DEFAULT_VAL_FRACTION = 0.2
 # A RUNNING trial silent for 2 heartbeats belonged to a dead worker (tests set a few seconds).
 HEARTBEAT_SECONDS = int(os.environ.get("VGGSEARCH_HEARTBEAT_SECONDS", "60"))
 MAX_RETRIES = 2  # times a dead worker's trial is queued again

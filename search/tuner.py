@@ -20,12 +20,11 @@ import optuna
 from optuna.trial import TrialState
 
 from search.memory import anon_rss_mb
-from search.objective import MONITOR, trial_attrs
+from search.objective import trial_attrs
 from search.progress import console, task
-from search.study import count_finished
+from search.study import MONITOR, count_finished
 from search.train import EpochLog, compiled_suffix, fit_suffix
 
-TUNERS = ("hyperband", "bayesian", "random")
 # Hyperband continues a promoted configuration from its checkpoint's weights with a fresh optimizer
 # (KerasTuner's way); Keras warns about the optimizer state it does not load, every time.
 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
