@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class ReportedError(Exception):
     """A user error that a worker process has already printed: exit 2 without a second line."""
+
+
+class SurplusTrial(Exception):
+    """A trial started when the study's last trials were already running elsewhere: not run."""

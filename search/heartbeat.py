@@ -53,10 +53,13 @@ def beating(trial: optuna.Trial):
 
 
 def fail_stale_trials(study: optuna.Study) -> list[int]:
-    """Fail and re-queue the RUNNING trials whose heartbeat stopped (journal storages); returns
-    their numbers."""
-    if not needed(study):
-        return []
+    """Fail and re-queue the RUNNING trials whose heartbeat stopped; returns their numbers."""
+    if not needed(study):  # RDB storages: Optuna's heartbeat, checked now rather than at a trial
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if running:
+            optuna.storages.fail_stale_trials(study)
+        return [t.number for t in running
+                if study._storage.get_trial(t._trial_id).state == TrialState.FAIL]
     grace = 2 * study_module.HEARTBEAT_SECONDS
     retry = RetryHeartbeatStaleTrialCallback(max_retry=study_module.MAX_RETRIES)
     failed = []

@@ -15,9 +15,8 @@ import optuna
 
 from search.cache import FeatureCache
 from search.data import BUILTIN, load_dataset, split_for_search, training_images
-from search.errors import UserError
+from search.errors import SurplusTrial, UserError
 from search.export import CALIBRATION_IMAGES, export, measure, save_model
-from search.heartbeat import fail_stale_trials
 from search.model import load_vgg16, weights_id
 from search.memory import anon_rss_mb
 from search.objective import Objective
@@ -26,9 +25,12 @@ from search.progress import console, new_progress
 from search.dashboard import note_report, note_settings, upload_best
 from search.report import add_exports, markdown, write_atomic, write_report
 from search.retrain import ensemble_accuracy, evaluate, retrain, top_trials
+from search.shared_study import (check_not_surplus, record_retrained, retrain_claim,
+                                 target_reached)
 from search.space import DEFAULT_SPACE, Space
 from search.worker import DEFAULT_MEMORY_LIMIT_MB, TrialsJob, run_trials, run_trials_here
-from search.study import (DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION, FINISHED, SearchSettings, best_trial, check_engine, connect,
+from search.study import (DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION, FINISHED, SearchSettings,
+                          best_trial, check_engine, connect,
                           count_finished, default_storage, load_study, open_study, trial_counts)
 
 
@@ -47,7 +49,8 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
     (search.worker); `separate_process=False` runs them in this one (tests, debugging).
     `keras_tuner` ('hyperband', 'bayesian' or 'random') searches with KerasTuner instead of
     Optuna's TPE sampler and pruner (search.tuner). `workers` processes run trials side by side
-    on the study; they need a storage several processes can write (not SQLite)."""
+    on the study; they need a storage several processes can write (not SQLite). Of several
+    commands sharing the study, one retrains (search.shared_study)."""
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
     if epochs < 1:
@@ -88,11 +91,13 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
     seconds = {"search": time.perf_counter() - started}
     summary = {**summarize(study), "search_seconds": seconds["search"]}
     if do_retrain:
-        cache = FeatureCache(cache_dir, base, settings.weights_id, image_size,
-                             data.flips_keep_label)
-        summary["report"] = retrain_and_report(study, settings, data, cache, out_dir,
-                                               retrain_epochs, retrain_subset, seconds,
-                                               ensemble)
+        with retrain_claim(study) as ours:  # one of the commands sharing the study retrains
+            if ours:
+                cache = FeatureCache(cache_dir, base, settings.weights_id, image_size,
+                                     data.flips_keep_label)
+                summary["report"] = retrain_and_report(study, settings, data, cache, out_dir,
+                                                       retrain_epochs, retrain_subset, seconds,
+                                                       ensemble)
     return summary
 
 
@@ -125,30 +130,27 @@ def optimize(study: optuna.Study, objective: Objective, trials: int, progress,
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal over_limit
         show(study, trial)
-        requeue_dead_workers_trials(study)
         rss = anon_rss_mb()
         if memory_limit_mb and rss and rss > memory_limit_mb and count_finished(study) < trials:
             console.print(f"worker memory {rss:.0f} MB > {memory_limit_mb:.0f} MB: continuing "
                           "in a fresh worker process")
             over_limit = True
             study.stop()
+        elif target_reached(study, trials):
+            study.stop()
 
-    requeue_dead_workers_trials(study)
     done = count_finished(study)
     remaining = trials - done
     if remaining > 0:
         console.print(f"study {study.study_name}: {done} finished trials, running {remaining} more")
-        study.optimize(objective, n_trials=remaining, gc_after_trial=True,
-                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED),
-                                  after_trial])
+    def run_trial(trial: optuna.Trial) -> float:
+        check_not_surplus(trial, trials)
+        return objective(trial)
+
+    if not target_reached(study, trials):
+        study.optimize(run_trial, n_trials=remaining, gc_after_trial=True,
+                       callbacks=[after_trial], catch=(SurplusTrial,))
     return over_limit
-
-
-def requeue_dead_workers_trials(study: optuna.Study) -> None:
-    """Journal storages have no heartbeat of Optuna's own: see search.heartbeat."""
-    for number in fail_stale_trials(study):
-        console.print(f"trial {number}: its worker stopped beating; failed and queued again",
-                      style="yellow")
 
 
 def study_progress(study: optuna.Study, trials: int, progress):
@@ -180,6 +182,8 @@ def trial_line(trial: optuna.trial.FrozenTrial) -> str:
         last = trial.intermediate_values.get(max(trial.intermediate_values, default=-1))
         return (f"trial {trial.number} pruned after {attrs.get('epochs_run', 0)} epochs at "
                 f"val_accuracy {last:.4f} ({attrs.get('pruned_reason', '')}) [{config}; {speed}]")
+    if "not_run" in attrs:
+        return f"trial {trial.number} {attrs['not_run']}"
     if trial.value is None:  # failed
         return f"trial {trial.number} {trial.state.name.lower()} [{config}; {speed}]"
     return (f"trial {trial.number} {trial.state.name.lower()}: val_accuracy {trial.value:.4f} "
@@ -225,6 +229,7 @@ def retrain_and_report(study, settings: SearchSettings, data, cache: FeatureCach
                           combined)
     note_report(study, markdown(report, pictures=False))
     upload_best(study, out_dir, out_dir.parent)
+    record_retrained(study)
     console.print(f"test accuracy {evaluation['test_accuracy']:.4f} "
                   f"(loss {evaluation['test_loss']:.4f}, {evaluation['n_test']} images); "
                   f"report and model in {out_dir}/")

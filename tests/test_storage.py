@@ -1,6 +1,9 @@
 """The storages a study can live in, each with a real server or file: SQLite, PostgreSQL
 (127.0.0.1:5432, database test), a journal file and a Redis journal (127.0.0.1:6379); and the
 heartbeat that fails a dead worker's trial and queues it again."""
+import subprocess
+import socket
+import threading
 import time
 import uuid
 
@@ -11,6 +14,9 @@ import search.study
 from conftest import storage_url
 from search import heartbeat
 from search.errors import UserError
+from search.errors import SurplusTrial
+from search.shared_study import (check_not_surplus, claim_name, record_retrained,
+                                 retrain_claim)
 from search.study import connect
 
 
@@ -41,7 +47,7 @@ def test_a_dead_workers_trial_is_failed_and_queued_again(tmp_path, monkeypatch):
     dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     study._storage.record_heartbeat(dead._trial_id)  # its worker beat once, then was killed
     time.sleep(3)
-    optuna.storages.fail_stale_trials(study)  # what every worker does before its next trial
+    assert heartbeat.fail_stale_trials(study) == [dead.number]  # Optuna's heartbeat, checked now
     trials = study.get_trials(deepcopy=False)
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
     assert trials[1].params == {"x": dead.params["x"]}
@@ -64,3 +70,66 @@ def test_a_dead_workers_trial_on_a_journal_is_failed_and_queued_again(tmp_path, 
     assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "WAITING"]
     assert trials[2].params == {"x": dead.params["x"]}
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[2]) == 0
+
+
+def test_a_trial_started_when_the_target_was_running_is_not_run(tmp_path):
+    """Two workers started the study's last trial in the same instant: the later one steps back."""
+    study = optuna.create_study(storage=connect(f"journal:///{tmp_path / 'v.journal'}"))
+    done = study.ask()
+    study.tell(done, 0.5)
+    last, racer = study.ask(), study.ask()  # target 2: one finished, two started together
+    check_not_surplus(last, 2)
+    with pytest.raises(SurplusTrial, match="make the study's target of 2"):
+        check_not_surplus(racer, 2)
+    assert "not_run" in study.trials[racer.number].user_attrs
+    study.tell(racer, state=optuna.trial.TrialState.FAIL)  # what study.optimize does with it
+    study.tell(last, state=optuna.trial.TrialState.FAIL)  # had the last one died instead ...
+    check_not_surplus(study.ask(), 2)  # ... a trial started now would run
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "journal", "redis"])
+def test_one_of_the_commands_sharing_a_study_retrains(kind, tmp_path):
+    """Three commands reach the end of one study at the same instant: the storage lets exactly one
+    claim the retrain; one arriving later does not retrain the same trials again; a claim left by
+    a dead process is taken over."""
+    url, name = storage_url(kind, tmp_path), f"claim-test-{uuid.uuid4().hex[:8]}"
+    optuna.create_study(study_name=name, storage=connect(url)).optimize(lambda t: 0.5, n_trials=2)
+    start, outcomes = threading.Barrier(3), []
+
+    def command():
+        study = optuna.load_study(study_name=name, storage=connect(url))  # a connection of its own
+        start.wait()
+        with retrain_claim(study) as ours:
+            if ours:
+                time.sleep(1)  # retraining
+                record_retrained(study)
+            outcomes.append(ours)
+
+    try:
+        threads = [threading.Thread(target=command) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(outcomes) == [False, False, True]
+        study = optuna.load_study(study_name=name, storage=connect(url))
+        assert claim_name(name) not in optuna.get_all_study_names(study._storage)  # released
+        with retrain_claim(study) as ours:  # later, with the same finished trials
+            assert not ours
+
+        study.optimize(lambda t: 0.5, n_trials=1)  # one more finished trial: worth retraining
+        gone = _dead_pid()
+        claim = optuna.create_study(study_name=claim_name(name), storage=study._storage)
+        claim.set_user_attr("holder", {"host": socket.gethostname(), "pid": gone})  # killed
+        with retrain_claim(study) as ours:
+            assert ours
+    finally:
+        for study_name in (name, claim_name(name)):
+            if study_name in optuna.get_all_study_names(connect(url)):
+                optuna.delete_study(study_name=study_name, storage=connect(url))
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
