@@ -13,23 +13,24 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 def _quiet_optuna() -> None:
     """vggsearch prints one line per trial itself; heartbeats are experimental but wanted; Ctrl-C
-    is a user's choice and a surplus trial (search.shared_study) a decision, not failures to log
-    with a traceback."""
+    is a user's choice, a surplus trial (search.shared_study) a decision and a user error is
+    printed in one line by the CLI: none is a failure to log with a traceback."""
     import logging
     import warnings
 
     import optuna
 
-    from search.errors import SurplusTrial
+    from search.errors import SurplusTrial, UserError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    def not_ctrl_c_or_surplus(record: logging.LogRecord) -> bool:
-        return not (record.exc_info and record.exc_info[0] in (KeyboardInterrupt, SurplusTrial))
+    def not_expected(record: logging.LogRecord) -> bool:
+        return not (record.exc_info
+                    and issubclass(record.exc_info[0], (KeyboardInterrupt, SurplusTrial, UserError)))
 
     for handler in logging.getLogger("optuna").handlers:  # logger filters miss child loggers
-        handler.addFilter(not_ctrl_c_or_surplus)
+        handler.addFilter(not_expected)
 
 
 _quiet_optuna()

@@ -11,13 +11,17 @@ augmented copies of the training images, each computed once; epoch e trains on v
 """
 from __future__ import annotations
 
+import errno
+import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
 
 from search import interrupt
+from search.errors import UserError
 from search.model import activation_shape, frozen_prefix
 from search.preprocess import ImageSet, augmenter, vgg16_inputs
 from search.progress import task
@@ -74,14 +78,17 @@ class FeatureCache:
         prefix = self._prefix(frozen_blocks)
         augment = augmenter(strength, self.flips, seed=self.seed * 1000 + view) if strength else None
         n = len(images.images)
+        shape = (n, *activation_shape(self.image_size, frozen_blocks))
+        # Checked first: a memory-mapped write to a full disk kills the process (SIGBUS), no error.
+        needed, free = 4 * math.prod(shape), shutil.disk_usage(path.parent).free
+        if needed > free:
+            raise _disk_full(path, needed, free)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.float32,
-            shape=(n, *activation_shape(self.image_size, frozen_blocks)))
         label = f"caching {n} images after {frozen_blocks} frozen blocks"
         if strength:
             label += f", augmentation {strength:g} view {view + 1}/{self.views}"
         try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
             with task(self.progress, label, n) as advance:
                 for start in range(0, n, BATCH):
                     x = images.images[start:start + BATCH]
@@ -94,5 +101,15 @@ class FeatureCache:
             out.flush()
             del out
             os.replace(tmp, path)
+        except OSError as err:
+            if err.errno != errno.ENOSPC:
+                raise
+            raise _disk_full(path, needed, shutil.disk_usage(path.parent).free) from None
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _disk_full(path: Path, needed: int, free: int) -> UserError:
+    return UserError(f"no room for the activation cache file {path} ({needed / 1e6:.0f} MB, "
+                     f"{free / 1e6:.0f} MB free): free some space or give --cache-dir on another "
+                     "disk, then run the same command to resume")

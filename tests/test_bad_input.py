@@ -1,11 +1,15 @@
 """Every mistake a user can make: one clear line on stderr, exit status 2, no traceback, and a
 study that is still intact afterwards."""
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from cli import main
 from conftest import TINY_SPACE, WEIGHTS, require, run_cli, study_trials
+from search.errors import UserError
+from search.pipeline import run_search
 
 QUICK = ["--subset", "100", "--space", TINY_SPACE, "--weights", "none", "--epochs", "1"]
 
@@ -111,3 +115,22 @@ def test_commands_on_a_missing_study_or_model(studies, capsys):
     for command in (["retrain"], ["report"], ["export", "--format", "keras"]):
         code = main([*command, "--study", "nothing", "--studies-dir", str(studies)])
         assert code == 2 and "no study 'nothing'" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_caching_is_one_clear_error(studies, monkeypatch):
+    """No room for an activation cache file (simulated): a clear error before anything is written,
+    no cache file left for a later run to trust, no trial left RUNNING, and the same search
+    resumes once there is room."""
+    search = dict(subset=200, weights="none", space=TINY_SPACE, epochs=1, seed=0,
+                  studies_dir=studies, do_retrain=False, separate_process=False)
+    full = shutil.disk_usage(studies.parent)._replace(free=0)
+    monkeypatch.setattr("search.cache.shutil.disk_usage", lambda path: full)
+    with pytest.raises(UserError, match="no room for the activation cache file .* 0 MB free"):
+        run_search("digits", 2, **search)
+    assert not [p for p in (studies / "cache").rglob("*") if p.is_file() and ".lock" not in p.name]
+    assert "RUNNING" not in [t.state.name for t in study_trials(studies, "digits")]
+
+    monkeypatch.undo()
+    run_search("digits", 2, **search)
+    states = [t.state.name for t in study_trials(studies, "digits")]
+    assert states.count("COMPLETE") + states.count("PRUNED") == 2
