@@ -53,14 +53,16 @@ class FeatureCache:
 
     def activations(self, images: ImageSet, frozen_blocks: int, strength: float = 0.0,
                     view: int = 0) -> np.ndarray:
-        """Memory-mapped activations of `images` (view `view` at `strength`), computed if missing."""
+        """Memory-mapped activations of `images` (view `view` at `strength`), computed if missing
+        or not intact."""
         view = view % self.views if strength else 0
         path = self.path(images, frozen_blocks, strength, view)
-        if not path.exists():
+        shape = (len(images.images), *activation_shape(self.image_size, frozen_blocks))
+        if not _intact(path, shape):
             path.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(f"{path}.lock"):  # workers starting together: one computes, the rest wait
-                if not path.exists():
-                    self._compute(images, frozen_blocks, strength, view, path)
+                if not _intact(path, shape):
+                    self._compute(images, frozen_blocks, strength, view, path, shape)
         return np.load(path, mmap_mode="r")
 
     def training_views(self, images: ImageSet, frozen_blocks: int, strength: float) -> list:
@@ -74,11 +76,10 @@ class FeatureCache:
         return self._prefixes[frozen_blocks]
 
     def _compute(self, images: ImageSet, frozen_blocks: int, strength: float, view: int,
-                 path: Path) -> None:
+                 path: Path, shape: tuple) -> None:
         prefix = self._prefix(frozen_blocks)
         augment = augmenter(strength, self.flips, seed=self.seed * 1000 + view) if strength else None
         n = len(images.images)
-        shape = (n, *activation_shape(self.image_size, frozen_blocks))
         # Checked first: a memory-mapped write to a full disk kills the process (SIGBUS), no error.
         needed, free = 4 * math.prod(shape), shutil.disk_usage(path.parent).free
         if needed > free:
@@ -100,6 +101,8 @@ class FeatureCache:
                     interrupt.check()
             out.flush()
             del out
+            with open(tmp, "rb+") as written:  # on disk before the rename makes it trusted
+                os.fsync(written.fileno())
             os.replace(tmp, path)
         except OSError as err:
             if err.errno != errno.ENOSPC:
@@ -107,6 +110,16 @@ class FeatureCache:
             raise _disk_full(path, needed, shutil.disk_usage(path.parent).free) from None
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _intact(path: Path, shape: tuple) -> bool:
+    """A cache file a run can trust: a whole .npy of the expected shape. One cut short (a crash
+    of the file system, a copy that stopped) fails to map. Content checksums would mean reading
+    gigabytes at every start: not done."""
+    try:
+        return np.load(path, mmap_mode="r").shape == shape
+    except (OSError, ValueError):
+        return False
 
 
 def _disk_full(path: Path, needed: int, free: int) -> UserError:

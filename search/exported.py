@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from search.errors import UserError
+from search.report import write_atomic
 
 
 def meta_path(model_path: Path) -> Path:
@@ -22,9 +23,7 @@ def meta_path(model_path: Path) -> Path:
 
 def write_meta(model_path: Path, meta: dict) -> Path:
     path = meta_path(model_path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(meta, indent=2))
     return path
 
 

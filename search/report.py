@@ -27,9 +27,12 @@ PICTURES = """
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write then rename: a crash leaves the old file or the new one, never half of one."""
+    """Write, sync, then rename: a crash leaves the old file or the new one, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    with open(tmp, "w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(tmp, path)
 
 

@@ -64,6 +64,12 @@ def test_cache_is_computed_once_and_augmented_views_differ(tmp_path):
     assert not np.allclose(views[0], views[1]) and not np.allclose(views[0], first)
     assert not list(tmp_path.rglob("*.tmp"))  # written, then renamed into place
 
+    expected = np.array(first)
+    del first, again  # unmapped before the file is cut
+    path = cache.path(images, 3, 0.0, 0)  # a file cut short (a crash, a copy that stopped) ...
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    np.testing.assert_array_equal(cache.activations(images, 3), expected)  # ... is made again
+
 
 def test_pruning_callback_refuses_a_missing_metric():
     study = optuna.create_study(direction="maximize")
