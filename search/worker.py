@@ -7,6 +7,9 @@ process would grow by gigabytes. So the trials run in a worker process; when its
 passes `memory_limit_mb` after a trial, it exits and a fresh worker takes over the same study.
 A worker reloads the data and memory-maps the on-disk activation cache, so a new one costs seconds.
 
+GPUs: with several workers on a host that has several GPUs, each worker sees one of them
+(CUDA_VISIBLE_DEVICES, set before it imports TensorFlow), round robin.
+
 Ctrl-C: the worker sits in its own process group, so a terminal's Ctrl-C reaches only the parent,
 which forwards it; the worker stops at its next safe point and marks its trial, as before.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,15 +45,18 @@ class TrialsJob:
     keras_tuner: str | None = None  # run KerasTuner's tuner of this kind instead of Optuna's TPE
     keras_tuner_dir: str | None = None  # where KerasTuner keeps its state
     worker: int = 0  # which of the workers running side by side (their samplers differ)
+    gpu: str | None = None  # the one GPU this worker sees (CUDA_VISIBLE_DEVICES), if chosen
 
 
 def run_trials(job: TrialsJob, workers: int = 1) -> None:
     """Run `workers` worker processes side by side on the study until it has `job.trials` finished
     trials; a worker that passes the memory limit is replaced by a fresh one."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited TF state
+    gpus = visible_gpus() if workers > 1 else []
 
     def start(index: int):
-        worker = context.Process(target=_worker_main, args=(replace(job, worker=index),),
+        gpu = gpus[index % len(gpus)] if gpus else None
+        worker = context.Process(target=_worker_main, args=(replace(job, worker=index, gpu=gpu),),
                                  name=f"vggsearch-trials-{index}")
         worker.start()
         return worker
@@ -72,6 +79,19 @@ def run_trials(job: TrialsJob, workers: int = 1) -> None:
     if codes:
         raise UserError(f"a trials' worker process died (exit status {codes[0]}); finished trials "
                         "are saved: run the same command to resume")
+
+
+def visible_gpus() -> list[str]:
+    """This host's GPUs as CUDA_VISIBLE_DEVICES names them: the user's list where set, else
+    nvidia-smi's; none without either."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [g.strip() for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return listed.stdout.split() if listed.returncode == 0 else []
 
 
 def _wait_any(running: dict) -> tuple[int, int]:
@@ -98,7 +118,12 @@ def _interrupt(workers) -> None:
 def _worker_main(job: TrialsJob) -> None:
     if hasattr(os, "setpgrp"):  # POSIX: terminal Ctrl-C goes to the parent only, which forwards it
         os.setpgrp()
+    if job.gpu is not None:  # before TensorFlow is imported, which reads it once
+        os.environ["CUDA_VISIBLE_DEVICES"] = job.gpu
     from search.progress import console
+
+    if job.gpu is not None:
+        console.print(f"worker {job.worker}: GPU {job.gpu}")
 
     with interrupt.graceful():
         try:

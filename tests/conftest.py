@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,21 @@ def studies_served(port: int, deadline: float, process) -> list[str] | None:
         except OSError:
             time.sleep(0.3)
     return None
+
+
+@contextmanager
+def serving_dashboard(*args):
+    """`python cli.py dashboard ARGS` on a free port, stopped with Ctrl-C at the end: yields
+    (port, process); the process's stderr is in `process.output` afterwards."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "dashboard", "--port",
+                               str(port), *map(str, args)], cwd=ROOT, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        yield port, server
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, server.output = server.communicate(timeout=30)
 
 
 def require_server(host: str, port: int, what: str) -> None:

@@ -2,7 +2,6 @@
 files it writes and what the dashboard shows (note, artifacts; in a real browser), then report,
 list, export and a resume that runs only what is missing."""
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -15,8 +14,8 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna_dashboard import get_note
 
 from browser import chromium, console_errors, page_text
-from conftest import (ROOT, TINY_SPACE, WEIGHTS, free_port, require, run_cli, studies_served,
-                      study_trials)
+from conftest import (ROOT, TINY_SPACE, WEIGHTS, free_port, require, run_cli, serving_dashboard,
+                      studies_served, study_trials)
 
 
 SEARCH = ["search", "--dataset", "digits", "--subset", "400", "--space", TINY_SPACE, "--epochs",
@@ -50,11 +49,7 @@ def test_dashboard_shows_the_study_in_chromium(searched, tmp_path):
     """optuna-dashboard in a real browser: the study, its trials (one pruned) and the note."""
     studies, _, _ = searched
     trials = study_trials(studies, "digits")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "dashboard", "--port",
-                               str(port), "--studies-dir", str(studies)],
-                              cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    try:
+    with serving_dashboard("--studies-dir", studies) as (port, server):
         assert studies_served(port, time.time() + 60, server) == ["digits"]
         study_url = f"http://127.0.0.1:{port}/dashboard/studies/1"
         with chromium() as browser:
@@ -63,9 +58,6 @@ def test_dashboard_shows_the_study_in_chromium(searched, tmp_path):
             note = page_text(browser, f"{study_url}/note", "Test set (360 images)")
             browser.save_screenshot(str(tmp_path / "note.png"))
             errors = console_errors(browser)
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.communicate(timeout=30)
     assert "digits" in listed and "Pruned" in listed and "Complete" in listed
     assert "precision" in note
     assert errors == [], errors

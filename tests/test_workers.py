@@ -1,11 +1,16 @@
 """Three worker processes on one study in each shared storage (a journal file, PostgreSQL,
-Redis): `search --workers 2` on one host and a single worker on another, which is killed."""
+Redis): `search --workers 2` on one host and a single worker on another, which is killed, while
+optuna-dashboard reads the study."""
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -13,8 +18,9 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from conftest import ROOT, TINY_SPACE, storage_url
+from conftest import ROOT, TINY_SPACE, serving_dashboard, storage_url, studies_served
 from search.study import connect
+from search.worker import visible_gpus
 
 TRIALS = 6  # enough rounds after the kill for a survivor to find the stale trial
 
@@ -31,7 +37,8 @@ def child_pids(command_pid: int) -> set[int]:
 def test_a_killed_worker_loses_nothing(kind, studies, tmp_path):
     """Two hosts on one study: `--workers 2` on the first, one worker on the second; the second
     dies (SIGKILL) mid-trial. Its trial is failed after the heartbeat's grace period and run again
-    by another worker; the study reaches its target; the first host retrains, once."""
+    by another worker; the study reaches exactly its target; the first host retrains, once. A
+    dashboard reading the study all along answers every request."""
     url, name = storage_url(kind, tmp_path), f"killed-{uuid.uuid4().hex[:8]}"
     command = [sys.executable, str(ROOT / "cli.py"), "search", "--dataset", "digits", "--subset",
                "200", "--trials", str(TRIALS), "--epochs", "1", "--pruner", "none", "--weights",
@@ -39,13 +46,24 @@ def test_a_killed_worker_loses_nothing(kind, studies, tmp_path):
                "--studies-dir", str(studies), "--retrain-epochs", "1"]
     env = {**os.environ, "VGGSEARCH_HEARTBEAT_SECONDS": "1"}  # grace period: 2 s
     logs = [tmp_path / f"host{i}.log" for i in range(2)]
-    hosts = [subprocess.Popen([*command, "--seed", "0", "--workers", "2"], cwd=ROOT, env=env,
-                              stderr=logs[0].open("w")),
-             subprocess.Popen([*command, "--seed", "1"], cwd=ROOT, env=env,
-                              stderr=logs[1].open("w"))]
+    with serving_dashboard("--storage", url) as (port, dashboard):
+        assert studies_served(port, time.time() + 60, dashboard) is not None
+        hosts = [subprocess.Popen([*command, "--seed", "0", "--workers", "2"], cwd=ROOT, env=env,
+                                  stderr=logs[0].open("w")),
+                 subprocess.Popen([*command, "--seed", "1"], cwd=ROOT, env=env,
+                                  stderr=logs[1].open("w"))]
+        with _reading(port) as answers:
+            try:
+                victim, pid = _kill_a_host_mid_trial(hosts[1], name, url)
+                hosts[0].wait(timeout=300)
+            finally:
+                for host in hosts:
+                    host.kill()
+                    host.wait()
     try:
-        victim, pid = _kill_a_host_mid_trial(hosts[1], name, url)
-        hosts[0].wait(timeout=300)
+        assert len(answers) > 10 and all(isinstance(a, list) for a in answers), answers
+        assert name in answers[-1]
+        assert "Traceback" not in dashboard.output, dashboard.output
         output = logs[0].read_text()
         assert hosts[0].returncode == 0, output
         trials = optuna.load_study(study_name=name, storage=connect(url)).trials
@@ -61,10 +79,31 @@ def test_a_killed_worker_loses_nothing(kind, studies, tmp_path):
         assert len(first_host) == 2  # both of its workers ran trials
         assert output.count("test accuracy") == 1  # retrained and reported once
     finally:
-        for host in hosts:
-            host.kill()
-            host.wait()
         optuna.delete_study(study_name=name, storage=connect(url))
+
+
+@contextmanager
+def _reading(port: int):
+    """Ask the dashboard on `port` for its studies twice a second in a thread: yields the list of
+    answers (study names, or the error of a request that failed), complete at the block's end."""
+    answers, stop = [], threading.Event()
+
+    def read():
+        while not stop.wait(0.5):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies",
+                                            timeout=10) as r:
+                    answers.append([s["study_name"] for s in json.load(r)["study_summaries"]])
+            except OSError as err:
+                answers.append(err)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _kill_a_host_mid_trial(host, name: str, url: str) -> tuple[int, int]:
@@ -85,3 +124,11 @@ def _kill_a_host_mid_trial(host, name: str, url: str) -> tuple[int, int]:
             host.kill()
             return mine[0].number, pid
     raise AssertionError("the third host never ran a trial")
+
+
+def test_workers_get_the_gpus_cuda_visible_devices_lists(monkeypatch):
+    """Round robin over the user's CUDA_VISIBLE_DEVICES (none on a host without GPUs)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 5")
+    assert visible_gpus() == ["2", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
