@@ -28,14 +28,16 @@ from search.progress import task
 
 BATCH = 256  # images per forward pass of the prefix
 AUGMENTED_VIEWS = 4  # views per augmentation strength; epoch e uses view e % AUGMENTED_VIEWS
+CACHE_DTYPE = "float32"  # or "float16": half the disk and page cache (bench/cache_dtype.py)
 
 
 class FeatureCache:
     """Activations of image sets after the first `frozen_blocks` VGG16 blocks."""
 
     def __init__(self, root, base, weights_id: str, image_size: int, flips: bool, seed: int = 0,
-                 views: int = AUGMENTED_VIEWS, progress=None):
+                 views: int = AUGMENTED_VIEWS, progress=None, dtype: str = CACHE_DTYPE):
         self.root = Path(root)
+        self.dtype = np.dtype(dtype)
         self.base = base
         self.weights_id = weights_id
         self.image_size = image_size
@@ -49,7 +51,7 @@ class FeatureCache:
         weights = self.weights_id.replace(":", "-")
         aug = f"aug{strength:g}-flips{int(self.flips)}-seed{self.seed}-view{view}" if strength else "noaug"
         return (self.root / f"{images.key}-{self.image_size}px" / weights
-                / f"frozen{frozen_blocks}-{aug}.npy")
+                / f"frozen{frozen_blocks}-{aug}-{self.dtype.name}.npy")
 
     def activations(self, images: ImageSet, frozen_blocks: int, strength: float = 0.0,
                     view: int = 0) -> np.ndarray:
@@ -58,10 +60,10 @@ class FeatureCache:
         view = view % self.views if strength else 0
         path = self.path(images, frozen_blocks, strength, view)
         shape = (len(images.images), *activation_shape(self.image_size, frozen_blocks))
-        if not _intact(path, shape):
+        if not _intact(path, shape, self.dtype):
             path.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(f"{path}.lock"):  # workers starting together: one computes, the rest wait
-                if not _intact(path, shape):
+                if not _intact(path, shape, self.dtype):
                     self._compute(images, frozen_blocks, strength, view, path, shape)
         return np.load(path, mmap_mode="r")
 
@@ -81,7 +83,7 @@ class FeatureCache:
         augment = augmenter(strength, self.flips, seed=self.seed * 1000 + view) if strength else None
         n = len(images.images)
         # Checked first: a memory-mapped write to a full disk kills the process (SIGBUS), no error.
-        needed, free = 4 * math.prod(shape), shutil.disk_usage(path.parent).free
+        needed, free = self.dtype.itemsize * math.prod(shape), shutil.disk_usage(path.parent).free
         if needed > free:
             raise _disk_full(path, needed, free)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -89,7 +91,7 @@ class FeatureCache:
         if strength:
             label += f", augmentation {strength:g} view {view + 1}/{self.views}"
         try:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=shape)
             with task(self.progress, label, n) as advance:
                 for start in range(0, n, BATCH):
                     x = images.images[start:start + BATCH]
@@ -112,12 +114,13 @@ class FeatureCache:
             tmp.unlink(missing_ok=True)
 
 
-def _intact(path: Path, shape: tuple) -> bool:
-    """A cache file a run can trust: a whole .npy of the expected shape. One cut short (a crash
-    of the file system, a copy that stopped) fails to map. Content checksums would mean reading
-    gigabytes at every start: not done."""
+def _intact(path: Path, shape: tuple, dtype: np.dtype) -> bool:
+    """A cache file a run can trust: a whole .npy of the expected shape and type. One cut short (a
+    crash of the file system, a copy that stopped) fails to map. Content checksums would mean
+    reading gigabytes at every start: not done."""
     try:
-        return np.load(path, mmap_mode="r").shape == shape
+        array = np.load(path, mmap_mode="r")
+        return array.shape == shape and array.dtype == dtype
     except (OSError, ValueError):
         return False
 

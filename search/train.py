@@ -33,7 +33,8 @@ class CachedBatches(keras.utils.PyDataset):
     def __getitem__(self, i: int):
         # Sorted indices read a memory-mapped file front to back.
         index = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
-        return self.views[self.epoch % len(self.views)][index], self.labels[index]
+        batch = self.views[self.epoch % len(self.views)][index]
+        return batch.astype(np.float32, copy=False), self.labels[index]  # a float16 cache too
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -64,6 +64,11 @@ def test_cache_is_computed_once_and_augmented_views_differ(tmp_path):
     assert not np.allclose(views[0], views[1]) and not np.allclose(views[0], first)
     assert not list(tmp_path.rglob("*.tmp"))  # written, then renamed into place
 
+    half = FeatureCache(tmp_path, cache.base, "none", 32, flips=False, dtype="float16")
+    stored = half.activations(images, 3)  # a file of its own, half the size
+    assert stored.dtype == np.float16 and half.path(images, 3, 0.0, 0).name.endswith("float16.npy")
+    np.testing.assert_allclose(stored.astype(np.float32), first, rtol=1e-3, atol=1e-3)
+
     expected = np.array(first)
     del first, again  # unmapped before the file is cut
     path = cache.path(images, 3, 0.0, 0)  # a file cut short (a crash, a copy that stopped) ...
