@@ -55,7 +55,7 @@ def check_study_name(name: str) -> str:
 def connect(url: str):
     """The storage behind `url`, checked to answer now (not at the first trial).
 
-    sqlite:///FILE, postgresql://..., mysql://...: Optuna's RDB storage with heartbeats, so that a
+    sqlite:///FILE, postgresql://..., mysql://... (PyMySQL): Optuna's RDB storage with heartbeats, so that a
     trial whose worker died (SIGKILL, power loss) is failed after the grace period and queued
     again, up to MAX_RETRIES times. journal:///FILE: a journal file, for several processes on one
     host. redis://HOST:PORT/DB: a Redis journal, for several hosts."""
@@ -67,7 +67,9 @@ def connect(url: str):
             path = Path(url.split(":///", 1)[1]).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
         if url.startswith(("sqlite", "postgresql", "mysql")):
-            storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+            # SQLAlchemy's default MySQL driver is a C extension; PyMySQL is pure Python.
+            engine_url = url.replace("mysql://", "mysql+pymysql://", 1)
+            storage = RDBStorage(engine_url, heartbeat_interval=HEARTBEAT_SECONDS,
                                  grace_period=2 * HEARTBEAT_SECONDS,
                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                                      max_retry=MAX_RETRIES))

@@ -130,14 +130,19 @@ def require_server(host: str, port: int, what: str) -> None:
 
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+MYSQL = "mysql://root@127.0.0.1:3306/test"
 REDIS = "redis://127.0.0.1:6379/0"
 
 
 def storage_url(kind: str, tmp_path) -> str:
-    """A storage URL of `kind`: a file under `tmp_path`, or this machine's PostgreSQL or Redis."""
+    """A storage URL of `kind`: a file under `tmp_path`, or this machine's PostgreSQL, MySQL
+    (MariaDB) or Redis."""
     if kind == "postgresql":
         require_server("127.0.0.1", 5432, "PostgreSQL")
         return POSTGRES
+    if kind == "mysql":
+        require_server("127.0.0.1", 3306, "MySQL/MariaDB")
+        return MYSQL
     if kind == "redis":
         require_server("127.0.0.1", 6379, "Redis")
         return REDIS

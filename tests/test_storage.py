@@ -20,7 +20,7 @@ from search.shared_study import (check_not_surplus, claim_name, record_retrained
 from search.study import connect
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "journal", "redis"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql", "journal", "redis"])
 def test_a_study_lives_in_every_storage(kind, tmp_path):
     url = storage_url(kind, tmp_path)
     name = f"storage-test-{uuid.uuid4().hex[:8]}"  # servers are shared: a name of its own
@@ -87,7 +87,7 @@ def test_a_trial_started_when_the_target_was_running_is_not_run(tmp_path):
     check_not_surplus(study.ask(), 2)  # ... a trial started now would run
 
 
-@pytest.mark.parametrize("kind", ["postgresql", "journal", "redis"])
+@pytest.mark.parametrize("kind", ["postgresql", "mysql", "journal", "redis"])
 def test_one_of_the_commands_sharing_a_study_retrains(kind, tmp_path):
     """Three commands reach the end of one study at the same instant: the storage lets exactly one
     claim the retrain; one arriving later does not retrain the same trials again; a claim left by
