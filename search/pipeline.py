@@ -143,6 +143,7 @@ def optimize(study: optuna.Study, objective: Objective, trials: int, progress,
     remaining = trials - done
     if remaining > 0:
         console.print(f"study {study.study_name}: {done} finished trials, running {remaining} more")
+
     def run_trial(trial: optuna.Trial) -> float:
         check_not_surplus(trial, trials)
         return objective(trial)
