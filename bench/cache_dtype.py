@@ -9,7 +9,6 @@ the cache's size on disk for each.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -22,33 +21,17 @@ import keras  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from compare import CONFIGS, params_for  # noqa: E402  (bench/ is this script's folder)
+from compare import CONFIGS, load_data, params_for, parse_args  # noqa: E402  (this folder)
 from search.cache import FeatureCache  # noqa: E402
-from search.data import load_dataset, split_for_search  # noqa: E402
-from search.model import load_vgg16, weights_id  # noqa: E402
-from search.preprocess import prepare  # noqa: E402
+from search.model import weights_id  # noqa: E402
 from search.train import EpochLog, train_suffix  # noqa: E402
 
 DTYPES = ("float32", "float16")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--weights", default="imagenet")
-    parser.add_argument("--train", type=int, default=2000, help="training images")
-    parser.add_argument("--val", type=int, default=500, help="validation images")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--only", type=int, nargs="*", help="unfrozen block counts to run")
-    args = parser.parse_args()
-
-    data = load_dataset(args.dataset)
-    total = args.train + args.val
-    split = split_for_search(data, args.val / total, total)
-    train = prepare(split.x_train, split.y_train, args.image_size)
-    val = prepare(split.x_val, split.y_val, args.image_size)
-    base = load_vgg16(args.weights, args.image_size)
+    args = parse_args(__doc__.split("\n\n")[0], epochs=3)
+    data, train, val, base = load_data(args)
     configs = [c for c in CONFIGS if args.only is None or c[0] in args.only]
     root = Path(tempfile.mkdtemp(prefix="vggsearch-dtype-"))
     logs, sizes = {}, {}

@@ -70,23 +70,33 @@ def naive(base, params, train, val, n_classes, epochs, image_size, flips, seed):
     return log
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(description: str, epochs: int) -> argparse.Namespace:
+    """The flags the benchmarks here share: data, weights and sizes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--train", type=int, default=2000, help="training images")
     parser.add_argument("--val", type=int, default=500, help="validation images")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--only", type=int, nargs="*", help="unfrozen block counts to run")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def load_data(args: argparse.Namespace):
+    """The dataset, its stratified training and validation images at the flags' sizes, and the
+    VGG16 base."""
     data = load_dataset(args.dataset)
     total = args.train + args.val
     split = split_for_search(data, args.val / total, total)
     train = prepare(split.x_train, split.y_train, args.image_size)
     val = prepare(split.x_val, split.y_val, args.image_size)
-    base = load_vgg16(args.weights, args.image_size)
+    return data, train, val, load_vgg16(args.weights, args.image_size)
+
+
+def main() -> None:
+    args = parse_args(__doc__.split("\n\n")[0], epochs=2)
+    data, train, val, base = load_data(args)
     n_classes = len(data.class_names)
     cache_dir = Path(tempfile.mkdtemp(prefix="vggsearch-bench-"))
     cache = FeatureCache(cache_dir, base, weights_id(args.weights), args.image_size,

@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from search.errors import SurplusTrial, UserError
 from search.heartbeat import fail_stale_trials
 from search.progress import console
-from search.study import FINISHED, HEARTBEAT_SECONDS
+from search.study import FINISHED, HEARTBEAT_SECONDS, count_finished
 
 RETRAINED_ATTR = "vggsearch_retrained"  # {"finished_trials", "host", "pid", "at"}
 HOLDER_ATTR = "holder"  # the claim's: {"host", "pid"}
@@ -97,7 +97,7 @@ def retrain_claim(study: optuna.Study):
                         f"cli.py retrain --study {study.study_name}")
     try:
         claim.set_user_attr(HOLDER_ATTR, me)  # one write: a reader sees all of it or none
-        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        finished = count_finished(study)
         done = optuna.load_study(study_name=study.study_name, storage=storage).user_attrs.get(
             RETRAINED_ATTR)  # read after the claim: a claimer before this one has written it
         if done and done["finished_trials"] >= finished:
@@ -113,7 +113,7 @@ def retrain_claim(study: optuna.Study):
 
 def record_retrained(study: optuna.Study) -> None:
     """The study was retrained and reported for the finished trials it has now."""
-    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    finished = count_finished(study)
     study.set_user_attr(RETRAINED_ATTR, {"finished_trials": finished, "at": time.time(),
                                          "host": socket.gethostname(), "pid": os.getpid()})
 
