@@ -21,7 +21,7 @@ import keras  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from compare import CONFIGS, load_data, params_for, parse_args  # noqa: E402  (this folder)
+from compare import CONFIGS, arg_parser, load_data, params_for  # noqa: E402  (this folder)
 from search.cache import FeatureCache  # noqa: E402
 from search.model import weights_id  # noqa: E402
 from search.train import EpochLog, train_suffix  # noqa: E402
@@ -30,7 +30,7 @@ DTYPES = ("float32", "float16")
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0], epochs=3)
+    args = arg_parser(__doc__.split("\n\n")[0], epochs=3).parse_args()
     data, train, val, base = load_data(args)
     configs = [c for c in CONFIGS if args.only is None or c[0] in args.only]
     root = Path(tempfile.mkdtemp(prefix="vggsearch-dtype-"))

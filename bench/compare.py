@@ -3,20 +3,24 @@
 (a) naive: the published experiments' way. The whole VGG16 + head is trained with `model.fit` on
     the images every step (frozen blocks included in every forward pass), online augmentation,
     fixed epochs, no pruning, no cache.
-(b) engine: vggsearch's `train_suffix`: only the unfrozen blocks + head train, on activations of
-    the frozen blocks cached once (the cache's build time is counted).
+(b) study: vggsearch's engine with its defaults: the same configurations enqueued as the trials
+    of one Optuna study with the default (Hyperband) pruner over the same epochs; each trial
+    trains only the unfrozen blocks + head on activations of the frozen blocks, cached once and
+    shared by the trials (the cache's build is inside the timed study).
 
 Both use TensorFlow as configured by `import search` (oneDNN on unless you set
 TF_ENABLE_ONEDNN_OPTS yourself) and the same seed per configuration.
 
-    python bench/compare.py --weights PATH --train 2000 --val 500 --epochs 2
+    python bench/compare.py --weights PATH [--train 600 --val 300 --epochs 5 --naive-epochs 5]
 
-Prints per configuration the training images/s, seconds and best validation accuracy of both, the
-total wall time, the speed-up, and the peak RSS of the process.
+Prints per configuration the training images/s, seconds and best validation accuracy of both (and
+how a study trial ended), the total wall time of each side, the speed-up, the best validation
+accuracy of each side, and the peak RSS of the process.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import resource
 import shutil
 import sys
@@ -28,14 +32,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import search  # noqa: E402,F401  (TensorFlow's environment first)
 import keras  # noqa: E402
+import optuna  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from search.cache import FeatureCache  # noqa: E402
 from search.data import load_dataset, split_for_search  # noqa: E402
 from search.model import N_BLOCKS, assemble, build_suffix, frozen_prefix, load_vgg16, weights_id  # noqa: E402
+from search.objective import Objective  # noqa: E402
 from search.preprocess import augmenter, prepare  # noqa: E402
-from search.train import EpochLog, train_suffix  # noqa: E402
+from search.progress import task  # noqa: E402
+from search.space import DEFAULT_SPACE, Space  # noqa: E402
+from search.study import DEFAULT_EPOCHS, MONITOR, make_pruner  # noqa: E402
+from search.train import EpochLog  # noqa: E402
 
 # (unfrozen_blocks, augment_strength): every cut, with and without augmentation.
 CONFIGS = [(k, s) for k in range(N_BLOCKS + 1) for s in (0.0, 0.5)]
@@ -47,6 +56,32 @@ FINE_TUNE_RATE = 5e-5
 def params_for(k: int, strength: float) -> dict:
     return dict(FIXED, unfrozen_blocks=k, augment_strength=strength,
                 learning_rate=LEARNING_RATE.get(k, FINE_TUNE_RATE))
+
+
+def study_space() -> Space:
+    """The default space, widened to hold every configuration above (5 blocks, the head's rate)."""
+    space = Space.from_file(DEFAULT_SPACE)
+    space.params["unfrozen_blocks"]["high"] = N_BLOCKS
+    space.params["learning_rate"]["high"] = max(LEARNING_RATE.values())
+    return space
+
+
+def study(configs, cache, train, val, n_classes, epochs) -> list[optuna.trial.FrozenTrial]:
+    """vggsearch's engine with its defaults: the configurations as the enqueued trials of one
+    study, Hyperband-pruned, sharing one activation cache. Trial i is seeded i, as naive's run i."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    run = optuna.create_study(direction="maximize", pruner=make_pruner("hyperband", epochs),
+                              sampler=optuna.samplers.TPESampler(seed=0))
+    for k, strength in configs:
+        run.enqueue_trial(params_for(k, strength))
+    run.optimize(Objective(study_space(), cache, train, val, n_classes, epochs, seed=0),
+                 n_trials=len(configs))
+    return run.trials
+
+
+def best_val(trial: optuna.trial.FrozenTrial) -> float:
+    """A trial's best validation accuracy, pruned ones included (their last reported epochs)."""
+    return max(trial.intermediate_values.values(), default=float("nan"))
 
 
 def naive(base, params, train, val, n_classes, epochs, image_size, flips, seed):
@@ -64,23 +99,27 @@ def naive(base, params, train, val, n_classes, epochs, image_size, flips, seed):
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    log = EpochLog(len(train.labels))
-    model.fit(train.images, train.labels, batch_size=params["batch_size"], epochs=epochs,
-              validation_data=(val.images, val.labels), verbose=0, callbacks=[log])
+    batches = epochs * math.ceil(len(train.labels) / params["batch_size"])
+    with task(None, f"naive: {params['unfrozen_blocks']} unfrozen blocks, augmentation "
+              f"{params['augment_strength']:g}", batches) as advance:
+        log = EpochLog(len(train.labels), advance)
+        model.fit(train.images, train.labels, batch_size=params["batch_size"], epochs=epochs,
+                  validation_data=(val.images, val.labels), verbose=0, callbacks=[log])
     return log
 
 
-def parse_args(description: str, epochs: int) -> argparse.Namespace:
+def arg_parser(description: str, epochs: int, train: int = 2000,
+               val: int = 500) -> argparse.ArgumentParser:
     """The flags the benchmarks here share: data, weights and sizes."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--weights", default="imagenet")
-    parser.add_argument("--train", type=int, default=2000, help="training images")
-    parser.add_argument("--val", type=int, default=500, help="validation images")
+    parser.add_argument("--train", type=int, default=train, help="training images")
+    parser.add_argument("--val", type=int, default=val, help="validation images")
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--only", type=int, nargs="*", help="unfrozen block counts to run")
-    return parser.parse_args()
+    return parser
 
 
 def load_data(args: argparse.Namespace):
@@ -95,48 +134,57 @@ def load_data(args: argparse.Namespace):
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0], epochs=2)
+    parser = arg_parser(__doc__.split("\n\n")[0], epochs=DEFAULT_EPOCHS, train=600, val=300)
+    parser.add_argument("--naive-epochs", type=int,
+                        help="epochs of each naive run (default: --epochs; the published "
+                             "experiments trained 15)")
+    args = parser.parse_args()
+    naive_epochs = args.naive_epochs or args.epochs
     data, train, val, base = load_data(args)
     n_classes = len(data.class_names)
-    cache_dir = Path(tempfile.mkdtemp(prefix="vggsearch-bench-"))
-    cache = FeatureCache(cache_dir, base, weights_id(args.weights), args.image_size,
-                         data.flips_keep_label)
     configs = [c for c in CONFIGS if args.only is None or c[0] in args.only]
-    rows, totals = [], {"naive": 0.0, "engine": 0.0}
+    runs, naive_seconds, seconds = [], [], {}
+    for seed, (k, strength) in enumerate(configs):
+        started = time.perf_counter()
+        runs.append(naive(base, params_for(k, strength), train, val, n_classes, naive_epochs,
+                          args.image_size, data.flips_keep_label, seed))
+        naive_seconds.append(time.perf_counter() - started)
+        keras.backend.clear_session()
+    seconds["naive"] = sum(naive_seconds)
+    cache_dir = Path(tempfile.mkdtemp(prefix="vggsearch-bench-"))
     try:
-        for seed, (k, strength) in enumerate(configs):
-            params = params_for(k, strength)
-            started = time.perf_counter()
-            slow = naive(base, params, train, val, n_classes, args.epochs, args.image_size,
-                         data.flips_keep_label, seed)
-            naive_s = time.perf_counter() - started
-            started = time.perf_counter()
-            fast = EpochLog(len(train.labels))
-            train_suffix(params, cache, train, val, n_classes, args.epochs, seed, [fast])
-            engine_s = time.perf_counter() - started
-            totals["naive"] += naive_s
-            totals["engine"] += engine_s
-            rows.append((k, strength, slow, naive_s, fast, engine_s))
-            keras.backend.clear_session()
+        cache = FeatureCache(cache_dir, base, weights_id(args.weights), args.image_size,
+                             data.flips_keep_label)
+        started = time.perf_counter()
+        trials = study(configs, cache, train, val, n_classes, args.epochs)
+        seconds["study"] = time.perf_counter() - started
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
 
     table = Table(title=f"{args.dataset}: {args.train} training / {args.val} validation images, "
-                        f"{args.epochs} epochs, {args.image_size} px, weights {args.weights}")
-    for column in ["unfrozen", "aug", "naive img/s", "naive s", "naive best val",
-                   "engine img/s", "engine s (with cache)", "engine best val", "speed-up"]:
+                        f"{args.image_size} px, weights {Path(args.weights).name}; "
+                        f"naive {naive_epochs} epochs, study at most {args.epochs}")
+    for column in ["unfrozen", "aug", "naive img/s", "naive s", "naive best val", "study img/s",
+                   "study s (with cache)", "study trial", "study best val", "speed-up"]:
         table.add_column(column, justify="right")
-    for k, strength, slow, naive_s, fast, engine_s in rows:
+    for (k, strength), slow, naive_s, trial in zip(configs, runs, naive_seconds, trials):
+        ended = (f"{trial.state.name.lower()} after {trial.user_attrs.get('epochs_run', 0)}"
+                 if trial.state == optuna.trial.TrialState.PRUNED
+                 else f"{trial.state.name.lower()}, {trial.user_attrs.get('epochs_run', 0)}")
         table.add_row(str(k), f"{strength:g}", f"{slow.images_per_second:.0f}", f"{naive_s:.1f}",
-                      f"{max(e['val_accuracy'] for e in slow.epochs):.4f}",
-                      f"{fast.images_per_second:.0f}", f"{engine_s:.1f}",
-                      f"{max(e['val_accuracy'] for e in fast.epochs):.4f}",
-                      f"{naive_s / engine_s:.1f}x")
-    console = Console(width=160)  # a full-width table in logs and pipes too
+                      f"{max(e[MONITOR] for e in slow.epochs):.4f}",
+                      f"{trial.user_attrs.get('images_per_second', 0):.0f}",
+                      f"{trial.user_attrs['seconds']:.1f}", f"{ended} epochs",
+                      f"{best_val(trial):.4f}",
+                      f"{naive_s / trial.user_attrs['seconds']:.1f}x")
+    console = Console(width=180)  # a full-width table in logs and pipes too
     console.print(table)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    console.print(f"total: naive {totals['naive']:.0f} s, engine {totals['engine']:.0f} s, "
-                  f"speed-up {totals['naive'] / totals['engine']:.1f}x; peak RSS {peak_gib:.2f} GiB")
+    naive_best = max(max(e[MONITOR] for e in slow.epochs) for slow in runs)
+    study_best = max(best_val(t) for t in trials)
+    console.print(f"total: naive {seconds['naive']:.0f} s, study {seconds['study']:.0f} s, "
+                  f"speed-up {seconds['naive'] / seconds['study']:.1f}x; best validation accuracy "
+                  f"naive {naive_best:.4f}, study {study_best:.4f}; peak RSS {peak_gib:.2f} GiB")
 
 
 if __name__ == "__main__":
