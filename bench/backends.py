@@ -1,0 +1,123 @@
+"""Training throughput of each suffix (k unfrozen VGG16 blocks + head) on every Keras backend here.
+
+For each backend a child process (Keras picks its backend once, at import) trains the suffixes
+of a trial, k = 0..5 unfrozen blocks, on random activations of the cut's shape:
+  engine: vggsearch's input path (`search.train.CachedBatches`, as a trial reads its cache),
+  plain:  `model.fit` on NumPy arrays (the backend's own easy path).
+One warm-up epoch, then the timed epochs. TensorFlow runs with oneDNN on (as `import search`
+sets it); torch is measured where it is installed (`pip install torch==2.13.0`). Speeds on a
+shared CPU drift between runs, so `--rounds R` alternates the backends R times and reports the
+median of each cell.
+
+    python bench/backends.py [--images 512 --epochs 2 --rounds 3 --only 2 3 4]
+
+Prints images/s per suffix, backend and path, and each one's ratio to the fastest of the row.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PATHS = ["engine", "plain"]
+BACKENDS = ["tensorflow", "torch"]
+IMAGE_SIZE, N_CLASSES, BATCH_SIZE = 32, 10, 64
+
+
+def measure(only: list[int], images: int, epochs: int) -> dict:
+    """In this process's backend: {"k path": images/s}."""
+    import search  # noqa: F401  (TensorFlow's environment before Keras)
+    import keras
+    import numpy as np
+
+    from search.model import N_BLOCKS, activation_shape, build_suffix, load_vgg16
+    from search.train import CachedBatches
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+
+    base = load_vgg16("none", IMAGE_SIZE)  # speed does not depend on the values of the weights
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, N_CLASSES, images)
+    result = {}
+    for k in only:
+        frozen = N_BLOCKS - k
+        x = rng.random((images, *activation_shape(IMAGE_SIZE, frozen)), dtype=np.float32)
+        for path in PATHS:
+            keras.utils.set_random_seed(0)
+            suffix = build_suffix(base, frozen, IMAGE_SIZE, N_CLASSES, 256, 0.3)
+            suffix.compile(optimizer=keras.optimizers.Adam(5e-5),
+                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            timer = Timer()
+            timer.seconds = []
+            data = (dict(x=x, y=labels, batch_size=BATCH_SIZE) if path == "plain"
+                    else dict(x=CachedBatches([x], labels, BATCH_SIZE, shuffle=True)))
+            suffix.fit(**data, epochs=1 + epochs, verbose=0, callbacks=[timer])
+            result[f"{k} {path}"] = images * epochs / sum(timer.seconds[1:])  # warm-up left out
+            print(f"  {keras.backend.backend()}: {k} unfrozen, {path}: "
+                  f"{result[f'{k} {path}']:.0f} img/s", file=sys.stderr, flush=True)
+            keras.backend.clear_session()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=512, help="images per epoch")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each backend, alternated")
+    parser.add_argument("--only", type=int, nargs="*", default=list(range(6)),
+                        help="unfrozen block counts")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.only, args.images, args.epochs)))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    backends = [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
+    print(f"backends: {', '.join(backends)} (not installed: "
+          f"{', '.join(set(BACKENDS) - set(backends)) or 'none'})")
+    speeds: dict[tuple, list[float]] = {}
+    for _ in range(args.rounds):
+        for backend in backends:
+            child = subprocess.run(
+                [sys.executable, __file__, "--child", "--images", str(args.images), "--epochs",
+                 str(args.epochs), "--only", *map(str, args.only)],
+                env={**os.environ, "KERAS_BACKEND": backend}, stdout=subprocess.PIPE, text=True)
+            if child.returncode:
+                sys.exit(f"{backend}: failed (exit {child.returncode})")
+            for cell, speed in json.loads(child.stdout.splitlines()[-1]).items():
+                k, path = cell.split()
+                speeds.setdefault((int(k), backend, path), []).append(speed)
+
+    columns = [(b, path) for b in backends for path in PATHS]
+    table = Table(title=f"training images/s, median of {args.rounds} runs of {args.images} images "
+                        f"x {args.epochs} epochs after a warm-up; batch {BATCH_SIZE}, "
+                        f"{IMAGE_SIZE} px; (ratio to the row's fastest)")
+    table.add_column("unfrozen", justify="right")
+    for backend, path in columns:
+        table.add_column(f"{backend} {path}", justify="right")
+    for k in args.only:
+        row = {c: statistics.median(speeds[(k, *c)]) for c in columns}
+        fastest = max(row.values())
+        table.add_row(str(k), *[f"{row[c]:.0f} ({row[c] / fastest:.2f})" for c in columns])
+    Console(width=160).print(table)
+
+
+if __name__ == "__main__":
+    main()
