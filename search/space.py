@@ -75,7 +75,6 @@ class Space:
                                                    step=spec.get("step"), log=spec.get("log", False))
         return values
 
-
     def distributions(self) -> dict:
         """The same parameters as Optuna distributions (for trials recorded from another engine)."""
         from optuna.distributions import (CategoricalDistribution, FloatDistribution,
