@@ -168,9 +168,9 @@ def main() -> None:
                    "study s (with cache)", "study trial", "study best val", "speed-up"]:
         table.add_column(column, justify="right")
     for (k, strength), slow, naive_s, trial in zip(configs, runs, naive_seconds, trials):
-        ended = (f"{trial.state.name.lower()} after {trial.user_attrs.get('epochs_run', 0)}"
-                 if trial.state == optuna.trial.TrialState.PRUNED
-                 else f"{trial.state.name.lower()}, {trial.user_attrs.get('epochs_run', 0)}")
+        epochs_run = trial.user_attrs.get("epochs_run", 0)
+        ended = (f"pruned after {epochs_run}" if trial.state == optuna.trial.TrialState.PRUNED
+                 else f"{trial.state.name.lower()}, {epochs_run}")
         table.add_row(str(k), f"{strength:g}", f"{slow.images_per_second:.0f}", f"{naive_s:.1f}",
                       f"{max(e[MONITOR] for e in slow.epochs):.4f}",
                       f"{trial.user_attrs.get('images_per_second', 0):.0f}",
