@@ -22,7 +22,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,14 +39,7 @@ def measure(only: list[int], images: int, epochs: int) -> dict:
     import numpy as np
 
     from search.model import N_BLOCKS, activation_shape, build_suffix, load_vgg16
-    from search.train import CachedBatches
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.started)
+    from search.train import CachedBatches, EpochLog
 
     base = load_vgg16("none", IMAGE_SIZE)  # speed does not depend on the values of the weights
     rng = np.random.default_rng(0)
@@ -61,12 +53,12 @@ def measure(only: list[int], images: int, epochs: int) -> dict:
             suffix = build_suffix(base, frozen, IMAGE_SIZE, N_CLASSES, 256, 0.3)
             suffix.compile(optimizer=keras.optimizers.Adam(5e-5),
                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-            timer = Timer()
-            timer.seconds = []
+            log = EpochLog(images)
             data = (dict(x=x, y=labels, batch_size=BATCH_SIZE) if path == "plain"
                     else dict(x=CachedBatches([x], labels, BATCH_SIZE, shuffle=True)))
-            suffix.fit(**data, epochs=1 + epochs, verbose=0, callbacks=[timer])
-            result[f"{k} {path}"] = images * epochs / sum(timer.seconds[1:])  # warm-up left out
+            suffix.fit(**data, epochs=1 + epochs, verbose=0, callbacks=[log])
+            timed = sum(e["seconds"] for e in log.epochs[1:])  # the warm-up epoch left out
+            result[f"{k} {path}"] = images * epochs / timed
             print(f"  {keras.backend.backend()}: {k} unfrozen, {path}: "
                   f"{result[f'{k} {path}']:.0f} img/s", file=sys.stderr, flush=True)
             keras.backend.clear_session()
