@@ -56,8 +56,10 @@ class Objective:
                 suffix = train_suffix(params, self.cache, self.train, self.val, self.n_classes,
                                       self.epochs, self.seed + trial.number,
                                       [log, StrictPruningCallback(trial, MONITOR)])
-            except optuna.TrialPruned as pruned:
-                trial.set_user_attr("pruned_reason", str(pruned))
+            except optuna.TrialPruned:
+                # Not the callback's message: it counts epochs from 0, `epochs_run` from 1.
+                pruner = type(trial.study.pruner).__name__
+                trial.set_user_attr("pruned_reason", f"stopped by {pruner}")
                 raise
             finally:
                 _record(trial, log, time.perf_counter() - started)
