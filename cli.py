@@ -47,8 +47,9 @@ def add_storage(p: argparse.ArgumentParser) -> None:
 def add_retrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retrain-epochs", type=positive_int,
                    help="epochs of the retrain (default: the best trial's best epoch)")
-    p.add_argument("--retrain-subset", type=subset_arg,
-                   help="training images of the retrain: N or 'all' (default: the search's)")
+    p.add_argument("--retrain-subset", type=subset_arg, default="all",
+                   help="training images of the retrain: N (stratified) or 'all' (default: all, "
+                        "whatever --subset the search used)")
     p.add_argument("--cache-dir", help="activation cache (default: <studies-dir>/cache)")
     p.add_argument("--ensemble", type=positive_int, default=1, metavar="K",
                    help="also retrain the next K-1 distinct configurations and report the test "
@@ -57,7 +58,7 @@ def add_retrain_options(p: argparse.ArgumentParser) -> None:
 
 def add_search_options(p: argparse.ArgumentParser) -> None:
     from search.space import DEFAULT_SPACE
-    from search.study import DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION, PRUNERS, TUNERS
+    from search.study import DEFAULT_EPOCHS, DEFAULT_SUBSET, DEFAULT_VAL_FRACTION, PRUNERS, TUNERS
     from search.worker import DEFAULT_MEMORY_LIMIT_MB
 
     p.add_argument("--dataset", default="mnist",
@@ -66,8 +67,10 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=50,
                    help="finished trials the study should have (re-running resumes)")
     p.add_argument("--space", default=str(DEFAULT_SPACE), help="search space TOML file")
-    p.add_argument("--subset", type=positive_int,
-                   help="use N training images for the search (stratified)")
+    p.add_argument("--subset", type=subset_arg, default=DEFAULT_SUBSET,
+                   help="training images the search ranks configurations on, validation share "
+                        f"included: N (stratified) or 'all' (default: {DEFAULT_SUBSET}; the "
+                        "retrain uses all)")
     p.add_argument("--image-size", type=int, default=32, help="side in pixels (at least 32)")
     p.add_argument("--weights", default="imagenet",
                    help="imagenet, none (random), or the path of a VGG16 notop .h5 file")

@@ -3,7 +3,7 @@ of the best trial, test accuracy. A fresh studies folder each run, so the activa
 built inside the timed part, as on a user's first study.
 
     python bench/end_to_end.py --weights PATH                      # the default 50-trial MNIST study
-    python bench/end_to_end.py --weights PATH --trials 6 --subset 2000 --epochs 3
+    python bench/end_to_end.py --weights PATH --trials 6 --subset 2000 --epochs 3 --retrain-epochs 1
 
 Prints the trials, best validation accuracy, test accuracy, search / retrain / total seconds and the
 peak RSS of this process and of its trial workers.
@@ -24,7 +24,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from search.pipeline import run_search  # noqa: E402
-from search.study import DEFAULT_EPOCHS  # noqa: E402
+from search.study import DEFAULT_EPOCHS, DEFAULT_SUBSET  # noqa: E402
 
 
 def main() -> None:
@@ -32,22 +32,29 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--subset", type=int, help="search images (default: all)")
+    parser.add_argument("--subset", default=DEFAULT_SUBSET,
+                        type=lambda text: text if text == "all" else int(text),
+                        help=f"search images: N or all (default: {DEFAULT_SUBSET})")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--retrain-epochs", type=int,
+                        help="epochs of the retrain on all images (default: the best trial's best)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vggsearch-e2e-") as studies:
         summary = run_search(args.dataset, args.trials, studies_dir=studies, weights=args.weights,
-                             subset=args.subset, epochs=args.epochs, seed=args.seed)
+                             subset=args.subset, epochs=args.epochs, seed=args.seed,
+                             retrain_epochs=args.retrain_epochs)
     total = time.perf_counter() - started
     report = summary["report"]
     peak = {who: resource.getrusage(which).ru_maxrss / 2**20 for who, which in
             [("this process", resource.RUSAGE_SELF), ("trial workers", resource.RUSAGE_CHILDREN)]}
 
-    table = Table(title=f"{args.dataset} end to end: {args.trials} trials, subset "
-                        f"{args.subset or 'all'}, {args.epochs} epochs, seed {args.seed}")
+    table = Table(title=f"{args.dataset} end to end: {args.trials} trials, subset {args.subset}, "
+                        f"{args.epochs} epochs, seed {args.seed}, retrained "
+                        f"{len(report['retrain']['history'])} epochs on "
+                        f"{report['retrain']['images']} images")
     for column in ["complete / pruned / failed", "best val", "test accuracy", "search s",
                    "retrain + test s", "total s", "peak RSS GiB (process / workers)"]:
         table.add_column(column, justify="right")

@@ -29,17 +29,17 @@ from search.shared_study import (check_not_surplus, record_retrained, retrain_cl
                                  target_reached)
 from search.space import DEFAULT_SPACE, Space
 from search.worker import DEFAULT_MEMORY_LIMIT_MB, TrialsJob, run_trials, run_trials_here
-from search.study import (DEFAULT_EPOCHS, DEFAULT_VAL_FRACTION, FINISHED, SearchSettings,
-                          best_trial, check_engine, connect,
+from search.study import (DEFAULT_EPOCHS, DEFAULT_SUBSET, DEFAULT_VAL_FRACTION, FINISHED,
+                          SearchSettings, best_trial, check_engine, connect,
                           count_finished, default_storage, load_study, open_study, trial_counts)
 
 
 def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | None = None,
                storage: str | None = None, studies_dir="studies", space=DEFAULT_SPACE,
-               subset: int | None = None, image_size: int = 32, weights: str = "imagenet",
+               subset: int | str = DEFAULT_SUBSET, image_size: int = 32, weights: str = "imagenet",
                val_fraction: float = DEFAULT_VAL_FRACTION, epochs: int = DEFAULT_EPOCHS,
                pruner: str = "hyperband", seed: int | None = None, do_retrain: bool = True,
-               retrain_epochs: int | None = None, retrain_subset: int | str | None = None,
+               retrain_epochs: int | None = None, retrain_subset: int | str = "all",
                cache_dir=None, ensemble: int = 1,
                memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB,
                keras_tuner: str | None = None, workers: int = 1,
@@ -57,7 +57,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
         raise UserError(f"--epochs must be at least 1, got {epochs}")
     if not 0 < val_fraction < 1:
         raise UserError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
-    if subset is not None and subset < 10:
+    if subset != "all" and subset < 10:
         raise UserError(f"--subset must be at least 10 images, got {subset}")
     url = storage or default_storage(studies_dir)
     if workers > 1 and (keras_tuner or url.startswith("sqlite") or not separate_process):
@@ -67,6 +67,8 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
                         "host), postgresql://... or redis://... (KerasTuner runs one worker)")
     space = Space.from_file(space)
     data = load_dataset(dataset)
+    if subset == "all" or subset >= len(data.y_train):
+        subset = None  # every training image, recorded as such
     base = load_vgg16(weights, image_size)
     settings = SearchSettings(
         dataset=dataset if dataset in BUILTIN else str(Path(dataset).resolve()),
@@ -202,7 +204,7 @@ def summarize(study: optuna.Study) -> dict:
 
 
 def retrain_and_report(study, settings: SearchSettings, data, cache: FeatureCache, out_dir: Path,
-                       epochs=None, subset=None, seconds=None, ensemble: int = 1) -> dict:
+                       epochs=None, subset="all", seconds=None, ensemble: int = 1) -> dict:
     """Retrain the best trial (and the next `ensemble - 1` distinct configurations), test, report."""
     seconds = dict(seconds or {})
     started = time.perf_counter()
@@ -242,7 +244,7 @@ def retrain_and_report(study, settings: SearchSettings, data, cache: FeatureCach
 
 
 def retrain_study(study_name: str, *, storage: str | None = None, studies_dir="studies",
-                  epochs: int | None = None, subset: int | str | None = None,
+                  epochs: int | None = None, subset: int | str = "all",
                   cache_dir=None, ensemble: int = 1) -> dict:
     """Retrain and report an existing study's best trial (data and model from its settings)."""
     study, settings = load_study(connect(storage or default_storage(studies_dir)), study_name)

@@ -79,6 +79,7 @@ def test_search_retrain_report_export_resume(searched):
     report = json.loads((out / "report.json").read_text())
     assert report["test"]["n_test"] == 360  # scikit-learn digits: the fixed 20 % test split
     assert report["test"]["test_accuracy"] > 0.5  # 10 classes: far above chance
+    assert report["retrain"]["images"] == 1437  # all of digits' training images, not the 400
     assert report["trials"]["pruned"] >= 1
     assert "precision" in (out / "report.md").read_text()
 
@@ -113,7 +114,8 @@ def test_search_retrain_report_export_resume(searched):
 
     # The best trial can be retrained again later, with other settings of the retrain.
     (out / "report.json").unlink()
-    later = run_cli("retrain", "--study", "digits", "--retrain-epochs", "1", "--studies-dir",
-                    studies)
+    later = run_cli("retrain", "--study", "digits", "--retrain-epochs", "1", "--retrain-subset",
+                    "400", "--studies-dir", studies)
     assert later.returncode == 0, later.stderr
-    assert json.loads((out / "report.json").read_text())["retrain"]["epochs"] == 1
+    retrained = json.loads((out / "report.json").read_text())["retrain"]
+    assert (retrained["epochs"], retrained["images"]) == (1, 400)

@@ -1,16 +1,17 @@
 """Defaults a user relies on: every command has --help, oneDNN is on unless the user said
-otherwise, the shipped space is valid, and --seed makes a sequential run reproducible."""
+otherwise, the shipped space is valid, the search's subset and the retrain's images, and --seed
+makes a sequential run reproducible."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from cli import COMMANDS, main
+from cli import COMMANDS, build_parser, main
 from conftest import ROOT, TINY_SPACE
 from search.pipeline import run_search
 from search.space import DEFAULT_SPACE, Space
-from search.study import connect, default_storage
+from search.study import DEFAULT_SUBSET, SETTINGS_ATTR, connect, default_storage
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -37,6 +38,18 @@ def test_the_default_space_is_valid_and_cacheable():
                                  "batch_size", "augment_strength"}
     assert space.params["learning_rate"]["log"] is True
     assert space.params["augment_strength"]["type"] == "categorical"  # cached levels
+
+
+def test_the_search_ranks_on_a_subset_and_the_retrain_uses_every_image(tmp_path):
+    defaults = build_parser().parse_args(["search"])
+    assert (defaults.subset, defaults.retrain_subset) == (DEFAULT_SUBSET, "all")
+    assert build_parser().parse_args(["search", "--subset", "all"]).subset == "all"
+    # A subset as large as the data set is the whole of it, and the study records it so.
+    run_search("digits", 1, subset=DEFAULT_SUBSET, weights="none", space=TINY_SPACE, epochs=1,
+               studies_dir=tmp_path, do_retrain=False, separate_process=False)
+    study = __import__("optuna").load_study(study_name="digits",
+                                            storage=connect(default_storage(tmp_path)))
+    assert study.user_attrs[SETTINGS_ATTR]["subset"] is None
 
 
 def test_a_seeded_study_is_reproducible(tmp_path):
