@@ -23,6 +23,7 @@ import search  # noqa: E402,F401  (TensorFlow's environment first)
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from cli import subset_arg  # noqa: E402
 from search.pipeline import run_search  # noqa: E402
 from search.study import DEFAULT_EPOCHS, DEFAULT_SUBSET  # noqa: E402
 
@@ -32,8 +33,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--subset", default=DEFAULT_SUBSET,
-                        type=lambda text: text if text == "all" else int(text),
+    parser.add_argument("--subset", type=subset_arg, default=DEFAULT_SUBSET,
                         help=f"search images: N or all (default: {DEFAULT_SUBSET})")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--retrain-epochs", type=int,
