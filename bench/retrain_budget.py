@@ -7,7 +7,7 @@ cache, `train_suffix`), and after every epoch prints validation and test accurac
 running total, so the epochs worth paying for can be read off (by validation; test is shown to
 see how far the validation curve can be trusted). Also the peak RSS of a full-MNIST run.
 
-    python bench/retrain_budget.py --weights PATH [--epochs 4 --unfrozen 2 --learning-rate 9e-5]
+    python bench/retrain_budget.py --weights PATH [--epochs 4 --unfrozen 2 --learning-rate 9e-5 --anneal]
 """
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--augment", type=float, default=0.0)
     parser.add_argument("--head-units", type=int, default=512)
     parser.add_argument("--dropout", type=float, default=0.15)
+    parser.add_argument("--anneal", action="store_true",
+                        help="cosine-decay the learning rate to zero over the epochs")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     params = dict(unfrozen_blocks=args.unfrozen, learning_rate=args.learning_rate,
                   batch_size=args.batch_size, augment_strength=args.augment,
@@ -79,14 +82,16 @@ def main() -> None:
         tested = TestAccuracy(CachedBatches([cache.activations(test, frozen)], test.labels, 256,
                                             shuffle=False))
         log = EpochLog(len(train.labels))
-        train_suffix(params, cache, train, val, len(data.class_names), args.epochs, 0,
-                     [log, tested])
+        train_suffix(params, cache, train, val, len(data.class_names), args.epochs, args.seed,
+                     [log, tested], args.anneal)
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     total = time.perf_counter() - started
 
     table = Table(title=f"{args.dataset}: {len(train.labels)} training / {len(val.labels)} "
-                        f"validation / {len(test.labels)} test images, {params}")
+                        f"validation / {len(test.labels)} test images, {params}, "
+                        f"{'annealed' if args.anneal else 'constant'} learning rate, "
+                        f"seed {args.seed}")
     for column in ["epoch", "train loss", "val accuracy", "test accuracy", "train s", "img/s",
                    "training min so far"]:
         table.add_column(column, justify="right")

@@ -6,6 +6,9 @@ bench/retrain_budget.py, one MNIST configuration: 0.9766 test accuracy after 3 e
 images, 0.9863 after 1 epoch and 0.9907 after 3 on all 54 000).
 Epochs: the best trial's best epoch (the epoch count at which its validation accuracy peaked), so
 the retrained model makes as many passes over its (larger) data as the best trial did.
+Learning rate: the trial's, lowered along a cosine to zero over those epochs (measured with
+bench/retrain_budget.py --anneal, one configuration, 3 epochs on 10 800 MNIST images: 0.9887 test
+accuracy against 0.9849 at the constant rate the trials train with).
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ def retrain(trial, settings: SearchSettings, data: Dataset, cache: FeatureCache,
               n_batches) as advance:
         log = EpochLog(len(y), advance)
         trained = train_suffix(params, cache, images, None, len(data.class_names), epochs, seed,
-                               [log])
+                               [log], anneal=True)
     frozen = N_BLOCKS - params["unfrozen_blocks"]
     # The trained weights in a suffix never compiled: a compiled one would carry its Adam state
     # into every saved file (measured: 164 MB instead of 59 MB with 2 unfrozen blocks).

@@ -51,6 +51,7 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
+        self.learning_rate = float(self.model.optimizer.learning_rate)  # at the epoch's first step
         self.train_seconds = None
         if self.advance:
             self.advance(0, f"epoch {epoch + 1}/{self.params['epochs']}")
@@ -66,7 +67,8 @@ class EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = self.train_seconds or time.perf_counter() - self.started
         self.epochs.append({**{k: float(v) for k, v in (logs or {}).items()}, "epoch": epoch + 1,
-                            "seconds": seconds, "images_per_second": self.n_images / seconds})
+                            "learning_rate": self.learning_rate, "seconds": seconds,
+                            "images_per_second": self.n_images / seconds})
         if not all(math.isfinite(v) for v in self.epochs[-1].values()):
             self.model.stop_training = True  # diverged: further epochs cannot recover
 
@@ -76,19 +78,23 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def train_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageSet | None,
-                 n_classes: int, epochs: int, seed: int, callbacks=()):
+                 n_classes: int, epochs: int, seed: int, callbacks=(), anneal: bool = False):
     """Build the suffix for `params` and fit it on cached activations; returns the trained suffix.
-    Pass an `EpochLog` first in `callbacks` to see the epochs even of a run a callback stops."""
-    suffix = compiled_suffix(params, cache, train, val, n_classes, seed)
+    Pass an `EpochLog` first in `callbacks` to see the epochs even of a run a callback stops.
+    `anneal` lowers the learning rate along a cosine to zero over the `epochs` (a final model's
+    training; trials keep it constant, so that their epochs compare at any count)."""
+    steps = epochs * math.ceil(len(train.labels) / params["batch_size"]) if anneal else None
+    suffix = compiled_suffix(params, cache, train, val, n_classes, seed, steps)
     fit_suffix(suffix, params, cache, train, val, epochs, seed, callbacks)
     return suffix
 
 
 def compiled_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageSet | None,
-                    n_classes: int, seed: int):
-    """The untrained suffix for `params`, compiled with Adam at the configuration's rate. The
-    activations it will train on are cached first: building them (or not, when they exist) must
-    not shift the random numbers of its weights."""
+                    n_classes: int, seed: int, decay_steps: int | None = None):
+    """The untrained suffix for `params`, compiled with Adam at the configuration's rate (decayed
+    to zero along a cosine over `decay_steps` if given). The activations it will train on are
+    cached first: building them (or not, when they exist) must not shift the random numbers of its
+    weights."""
     frozen = N_BLOCKS - params["unfrozen_blocks"]
     cache.training_views(train, frozen, params["augment_strength"])
     if val is not None:
@@ -96,7 +102,10 @@ def compiled_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: Ima
     keras.utils.set_random_seed(seed)
     suffix = build_suffix(cache.base, frozen, cache.image_size, n_classes, params["head_units"],
                           params["dropout"])
-    suffix.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
+    rate = params["learning_rate"]
+    if decay_steps:
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps)
+    suffix.compile(optimizer=keras.optimizers.Adam(rate),
                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return suffix
 

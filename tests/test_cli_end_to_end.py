@@ -114,8 +114,11 @@ def test_search_retrain_report_export_resume(searched):
 
     # The best trial can be retrained again later, with other settings of the retrain.
     (out / "report.json").unlink()
-    later = run_cli("retrain", "--study", "digits", "--retrain-epochs", "1", "--retrain-subset",
+    later = run_cli("retrain", "--study", "digits", "--retrain-epochs", "2", "--retrain-subset",
                     "400", "--studies-dir", studies)
     assert later.returncode == 0, later.stderr
     retrained = json.loads((out / "report.json").read_text())["retrain"]
-    assert (retrained["epochs"], retrained["images"]) == (1, 400)
+    assert (retrained["epochs"], retrained["images"]) == (2, 400)
+    # The retrain anneals the best trial's learning rate along a cosine: halfway, half of it.
+    rate = retrained["params"]["learning_rate"]
+    assert [e["learning_rate"] for e in retrained["history"]] == pytest.approx([rate, rate / 2])
