@@ -6,14 +6,18 @@ built inside the timed part, as on a user's first study.
     python bench/end_to_end.py --weights PATH --trials 6 --subset 2000 --epochs 3 --retrain-epochs 1
 
 Prints the trials, best validation accuracy, test accuracy, search / retrain / total seconds and the
-peak RSS of this process and of its trial workers.
+peak memory: RSS of this process and of its largest trial worker (as the OS counts it, memory-mapped
+cache pages included), and the anonymous memory alone (Linux's RssAnon, sampled every second: what
+the processes hold themselves, without the cache pages the OS can drop).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +30,47 @@ from rich.table import Table  # noqa: E402
 from cli import subset_arg  # noqa: E402
 from search.pipeline import run_search  # noqa: E402
 from search.study import DEFAULT_EPOCHS, DEFAULT_SUBSET  # noqa: E402
+
+
+class AnonymousMemory(threading.Thread):
+    """Peak RssAnon, in GiB, of this process and its descendants (the trial workers), sampled from
+    Linux's /proc: per process (`largest`) and summed (`together`). Stays 0 without /proc."""
+
+    def __init__(self, interval: float = 1.0):
+        super().__init__(daemon=True)
+        self.interval, self.finished = interval, threading.Event()
+        self.largest = self.together = 0.0
+
+    def run(self) -> None:
+        while not self.finished.wait(self.interval):
+            held = [anonymous_gib(pid) for pid in descendants(os.getpid())]
+            self.largest = max([self.largest, *held])
+            self.together = max(self.together, sum(held))
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it, from the parent ids in /proc/PID/stat."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:  # the command may hold spaces and parentheses: fields follow its last ')'
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def anonymous_gib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
 
 
 def main() -> None:
@@ -41,12 +86,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
+    anonymous = AnonymousMemory()
+    anonymous.start()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vggsearch-e2e-") as studies:
         summary = run_search(args.dataset, args.trials, studies_dir=studies, weights=args.weights,
                              subset=args.subset, epochs=args.epochs, seed=args.seed,
                              retrain_epochs=args.retrain_epochs)
     total = time.perf_counter() - started
+    anonymous.finished.set()
     report = summary["report"]
     peak = {who: resource.getrusage(which).ru_maxrss / 2**20 for who, which in
             [("this process", resource.RUSAGE_SELF), ("trial workers", resource.RUSAGE_CHILDREN)]}
@@ -56,13 +104,15 @@ def main() -> None:
                         f"{len(report['retrain']['history'])} epochs on "
                         f"{report['retrain']['images']} images")
     for column in ["complete / pruned / failed", "best val", "test accuracy", "search s",
-                   "retrain + test s", "total s", "peak RSS GiB (process / workers)"]:
+                   "retrain + test s", "total s", "peak RSS GiB (process / largest worker)",
+                   "peak RssAnon GiB (largest process / all together)"]:
         table.add_column(column, justify="right")
     counts = summary["trials"]
     table.add_row(f"{counts['complete']} / {counts['pruned']} / {counts['fail']}",
                   f"{summary['best_value']:.4f}", f"{report['test']['test_accuracy']:.4f}",
                   f"{summary['search_seconds']:.0f}", f"{report['seconds']['retrain']:.0f}",
-                  f"{total:.0f}", f"{peak['this process']:.2f} / {peak['trial workers']:.2f}")
+                  f"{total:.0f}", f"{peak['this process']:.2f} / {peak['trial workers']:.2f}",
+                  f"{anonymous.largest:.2f} / {anonymous.together:.2f}")
     Console(width=160).print(table)
 
 
