@@ -28,6 +28,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from cli import subset_arg  # noqa: E402
+from search.memory import anon_rss_mb  # noqa: E402
 from search.pipeline import run_search  # noqa: E402
 from search.study import DEFAULT_EPOCHS, DEFAULT_SUBSET  # noqa: E402
 
@@ -43,7 +44,7 @@ class AnonymousMemory(threading.Thread):
 
     def run(self) -> None:
         while not self.finished.wait(self.interval):
-            held = [anonymous_gib(pid) for pid in descendants(os.getpid())]
+            held = [(anon_rss_mb(pid) or 0.0) / 1024 for pid in descendants(os.getpid())]
             self.largest = max([self.largest, *held])
             self.together = max(self.together, sum(held))
 
@@ -63,16 +64,6 @@ def descendants(root: int) -> list[int]:
     return tree
 
 
-def anonymous_gib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return 0.0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="mnist")
@@ -83,6 +74,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--retrain-epochs", type=int,
                         help="epochs of the retrain on all images (default: the best trial's best)")
+    parser.add_argument("--retrain-subset", type=subset_arg, default="all",
+                        help="images of the retrain: N or all (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -92,7 +85,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vggsearch-e2e-") as studies:
         summary = run_search(args.dataset, args.trials, studies_dir=studies, weights=args.weights,
                              subset=args.subset, epochs=args.epochs, seed=args.seed,
-                             retrain_epochs=args.retrain_epochs)
+                             retrain_epochs=args.retrain_epochs,
+                             retrain_subset=args.retrain_subset)
     total = time.perf_counter() - started
     anonymous.finished.set()
     report = summary["report"]

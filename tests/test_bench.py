@@ -20,7 +20,7 @@ SMALLEST = {
     "retrain_budget.py": [*DIGITS, "--subset", "100", "--epochs", "2", "--unfrozen", "0",
                           "--anneal"],
     "end_to_end.py": [*DIGITS, "--trials", "1", "--subset", "100", "--epochs", "1",
-                      "--retrain-epochs", "1"],
+                      "--retrain-epochs", "1", "--retrain-subset", "200"],
     "backends.py": ["--images", "64", "--epochs", "1", "--rounds", "1", "--only", "0"],
 }
 
