@@ -20,7 +20,6 @@ accuracy of each side, and the peak RSS of the process.
 from __future__ import annotations
 
 import argparse
-import math
 import resource
 import shutil
 import sys
@@ -44,7 +43,7 @@ from search.preprocess import augmenter, prepare  # noqa: E402
 from search.progress import task  # noqa: E402
 from search.space import DEFAULT_SPACE, Space  # noqa: E402
 from search.study import DEFAULT_EPOCHS, MONITOR, make_pruner  # noqa: E402
-from search.train import EpochLog  # noqa: E402
+from search.train import EpochLog, n_batches  # noqa: E402
 
 # (unfrozen_blocks, augment_strength): every cut, with and without augmentation.
 CONFIGS = [(k, s) for k in range(N_BLOCKS + 1) for s in (0.0, 0.5)]
@@ -99,7 +98,7 @@ def naive(base, params, train, val, n_classes, epochs, image_size, flips, seed):
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    batches = epochs * math.ceil(len(train.labels) / params["batch_size"])
+    batches = n_batches(len(train.labels), params["batch_size"], epochs)
     with task(None, f"naive: {params['unfrozen_blocks']} unfrozen blocks, augmentation "
               f"{params['augment_strength']:g}", batches) as advance:
         log = EpochLog(len(train.labels), advance)

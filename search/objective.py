@@ -1,7 +1,6 @@
 """One trial: sample a configuration, build its suffix, fit it on cached activations with pruning."""
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from search.preprocess import ImageSet
 from search.progress import task
 from search.space import Space
 from search.study import MONITOR
-from search.train import EpochLog, train_suffix
+from search.train import EpochLog, n_batches, train_suffix
 
 
 class StrictPruningCallback(KerasPruningCallback):
@@ -47,7 +46,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         params = self.space.sample(trial)
         trial.set_user_attr("pid", os.getpid())  # which process runs it (crash recovery, tests)
-        batches = self.epochs * math.ceil(len(self.train.labels) / params["batch_size"])
+        batches = n_batches(len(self.train.labels), params["batch_size"], self.epochs)
         started = time.perf_counter()
         with task(self.progress, f"trial {trial.number}: {params['unfrozen_blocks']} unfrozen "
                   f"blocks, batch {params['batch_size']}", batches) as advance, beating(trial):

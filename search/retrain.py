@@ -22,7 +22,7 @@ from search.model import N_BLOCKS, assemble, build_suffix, frozen_prefix
 from search.preprocess import prepare, vgg16_inputs
 from search.progress import task
 from search.study import SearchSettings
-from search.train import EpochLog, train_suffix
+from search.train import EpochLog, n_batches, train_suffix
 
 PREDICT_BATCH = 256
 
@@ -45,9 +45,9 @@ def retrain(trial, settings: SearchSettings, data: Dataset, cache: FeatureCache,
     epochs = epochs or int(trial.user_attrs.get("best_epoch", settings.epochs))
     x, y = training_images(data, None if subset == "all" else int(subset))
     images = prepare(x, y, settings.image_size)
-    n_batches = epochs * -(-len(y) // params["batch_size"])
+    steps = n_batches(len(y), params["batch_size"], epochs)
     with task(progress, f"retraining trial {trial.number} on {len(y)} images, {epochs} epochs",
-              n_batches) as advance:
+              steps) as advance:
         log = EpochLog(len(y), advance)
         trained = train_suffix(params, cache, images, None, len(data.class_names), epochs, seed,
                                [log], anneal=True)

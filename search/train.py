@@ -13,6 +13,11 @@ from search.model import N_BLOCKS, build_suffix
 from search.preprocess import ImageSet
 
 
+def n_batches(n_images: int, batch_size: int, epochs: int = 1) -> int:
+    """Optimizer steps of `epochs` passes over `n_images` (each pass ends with a short batch)."""
+    return epochs * math.ceil(n_images / batch_size)
+
+
 class CachedBatches(keras.utils.PyDataset):
     """Batches of cached activations, reshuffled each epoch; epoch e reads view e % len(views)."""
 
@@ -28,7 +33,7 @@ class CachedBatches(keras.utils.PyDataset):
         return self.rng.permutation(n) if self.shuffle else np.arange(n)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return n_batches(len(self.labels), self.batch_size)
 
     def __getitem__(self, i: int):
         # Sorted indices read a memory-mapped file front to back.
@@ -83,7 +88,7 @@ def train_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageS
     Pass an `EpochLog` first in `callbacks` to see the epochs even of a run a callback stops.
     `anneal` lowers the learning rate along a cosine to zero over the `epochs` (a final model's
     training; trials keep it constant, so that their epochs compare at any count)."""
-    steps = epochs * math.ceil(len(train.labels) / params["batch_size"]) if anneal else None
+    steps = n_batches(len(train.labels), params["batch_size"], epochs) if anneal else None
     suffix = compiled_suffix(params, cache, train, val, n_classes, seed, steps)
     fit_suffix(suffix, params, cache, train, val, epochs, seed, callbacks)
     return suffix

@@ -23,7 +23,7 @@ from search.memory import anon_rss_mb
 from search.objective import trial_attrs
 from search.progress import console, task
 from search.study import MONITOR, count_finished
-from search.train import EpochLog, compiled_suffix, fit_suffix
+from search.train import EpochLog, compiled_suffix, fit_suffix, n_batches
 
 # Hyperband continues a promoted configuration from its checkpoint's weights with a fresh optimizer
 # (KerasTuner's way); Keras warns about the optimizer state it does not load, every time.
@@ -51,7 +51,7 @@ class SuffixHyperModel(keras_tuner.HyperModel):
             **kwargs):
         params = {name: hp.values[name] for name in self.space.params}
         n = len(self.train.labels)
-        batches = (epochs - initial_epoch) * math.ceil(n / params["batch_size"])
+        batches = n_batches(n, params["batch_size"], epochs - initial_epoch)
         with task(self.progress, f"keras-tuner trial: {params['unfrozen_blocks']} unfrozen "
                   f"blocks, batch {params['batch_size']}", batches) as advance:
             self.log = EpochLog(n, advance)
