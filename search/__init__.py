@@ -16,6 +16,7 @@ def _quiet_optuna() -> None:
     is a user's choice, a surplus trial (search.shared_study) a decision and a user error is
     printed in one line by the CLI: none is a failure to log with a traceback."""
     import logging
+    import re
     import warnings
 
     import optuna
@@ -25,9 +26,18 @@ def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
+    # Optuna logs a failed trial in two lines, the second without the exception: drop both.
+    just_dropped = [None]  # "Trial N failed" of the last line dropped
+
     def not_expected(record: logging.LogRecord) -> bool:
-        return not (record.exc_info
-                    and issubclass(record.exc_info[0], (KeyboardInterrupt, SurplusTrial, UserError)))
+        trial = re.match(r"Trial \d+ failed", record.getMessage())
+        follows_dropped = trial is not None and trial[0] == just_dropped[0]
+        just_dropped[0] = None
+        if record.exc_info and issubclass(record.exc_info[0],
+                                          (KeyboardInterrupt, SurplusTrial, UserError)):
+            just_dropped[0] = trial and trial[0]
+            return False
+        return not follows_dropped
 
     for handler in logging.getLogger("optuna").handlers:  # logger filters miss child loggers
         handler.addFilter(not_expected)
