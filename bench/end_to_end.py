@@ -1,6 +1,6 @@
 """A whole study end to end, timed: search with vggsearch's defaults (flags change the sizes), retrain
 of the best trial, test accuracy. A fresh studies folder each run, so the activation cache is
-built inside the timed part, as on a user's first study.
+built inside the timed part, as on a user's first study; `--keep DIR` keeps it afterwards.
 
     python bench/end_to_end.py --weights PATH                      # the default 50-trial MNIST study
     python bench/end_to_end.py --weights PATH --trials 6 --subset 2000 --epochs 3 --retrain-epochs 1
@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -77,12 +78,18 @@ def main() -> None:
     parser.add_argument("--retrain-subset", type=subset_arg, default="all",
                         help="images of the retrain: N or all (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the studies folder (database, report, model, cache) in DIR, a "
+                             "new folder, for a later look; default: a temporary one, deleted")
     args = parser.parse_args()
+    if args.keep and args.keep.exists():
+        parser.error(f"--keep {args.keep}: already exists (a new folder times a first study)")
 
     anonymous = AnonymousMemory()
     anonymous.start()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="vggsearch-e2e-") as studies:
+    folder = nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="e2e-")
+    with folder as studies:
         summary = run_search(args.dataset, args.trials, studies_dir=studies, weights=args.weights,
                              subset=args.subset, epochs=args.epochs, seed=args.seed,
                              retrain_epochs=args.retrain_epochs,
