@@ -13,6 +13,13 @@ from search.model import N_BLOCKS, build_suffix
 from search.preprocess import ImageSet
 
 
+# Adam's first steps follow the gradients of a random head and move every weight by about the rate:
+# at full rate they can wreck the pretrained blocks for good (bench/learning_rates.py: 3e-4 stalled
+# or diverged at every block count without a warm-up, learned with one). So the rate rises
+# linearly from 0 over the first WARMUP_IMAGES training images (at most one epoch).
+WARMUP_IMAGES = 2048
+
+
 def n_batches(n_images: int, batch_size: int, epochs: int = 1) -> int:
     """Optimizer steps of `epochs` passes over `n_images` (each pass ends with a short batch)."""
     return epochs * math.ceil(n_images / batch_size)
@@ -83,21 +90,25 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def train_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageSet | None,
-                 n_classes: int, epochs: int, seed: int, callbacks=(), anneal: bool = False):
+                 n_classes: int, epochs: int, seed: int, callbacks=(), anneal: bool = False,
+                 warmup_images: int = WARMUP_IMAGES):
     """Build the suffix for `params` and fit it on cached activations; returns the trained suffix.
     Pass an `EpochLog` first in `callbacks` to see the epochs even of a run a callback stops.
     `anneal` lowers the learning rate along a cosine to zero over the `epochs` (a final model's
-    training; trials keep it constant, so that their epochs compare at any count)."""
+    training; trials keep it constant after the warm-up, so that their epochs compare at any
+    count)."""
     steps = n_batches(len(train.labels), params["batch_size"], epochs) if anneal else None
-    suffix = compiled_suffix(params, cache, train, val, n_classes, seed, steps)
+    suffix = compiled_suffix(params, cache, train, val, n_classes, seed, steps, warmup_images)
     fit_suffix(suffix, params, cache, train, val, epochs, seed, callbacks)
     return suffix
 
 
 def compiled_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageSet | None,
-                    n_classes: int, seed: int, decay_steps: int | None = None):
-    """The untrained suffix for `params`, compiled with Adam at the configuration's rate (decayed
-    to zero along a cosine over `decay_steps` if given). The activations it will train on are
+                    n_classes: int, seed: int, decay_steps: int | None = None,
+                    warmup_images: int = WARMUP_IMAGES):
+    """The untrained suffix for `params`, compiled with Adam at the configuration's rate, reached
+    after a linear warm-up over `warmup_images` (at most one epoch) and then held, or decayed to
+    zero along a cosine by step `decay_steps` if given. The activations it will train on are
     cached first: building them (or not, when they exist) must not shift the random numbers of its
     weights."""
     frozen = N_BLOCKS - params["unfrozen_blocks"]
@@ -108,8 +119,11 @@ def compiled_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: Ima
     suffix = build_suffix(cache.base, frozen, cache.image_size, n_classes, params["head_units"],
                           params["dropout"])
     rate = params["learning_rate"]
-    if decay_steps:
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps)
+    warmup = n_batches(min(warmup_images, len(train.labels)), params["batch_size"])
+    if decay_steps or warmup:
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0, max(1, (decay_steps or 0) - warmup), alpha=0.0 if decay_steps else 1.0,
+            warmup_target=rate, warmup_steps=warmup)  # alpha 1: no decay after the warm-up
     suffix.compile(optimizer=keras.optimizers.Adam(rate),
                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return suffix

@@ -17,6 +17,8 @@ SMALLEST = {
     "cache_dtype.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "1", "--only", "0"],
     "fidelity.py": [*DIGITS, "--sizes", "40", "80", "--val", "40", "--epochs", "1", "--configs",
                     "2"],
+    "learning_rates.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "1", "--blocks", "0",
+                          "--rates", "1e-4", "--seeds", "1"],
     "retrain_budget.py": [*DIGITS, "--subset", "100", "--epochs", "2", "--unfrozen", "0",
                           "--anneal"],
     "end_to_end.py": [*DIGITS, "--trials", "1", "--subset", "100", "--epochs", "1",

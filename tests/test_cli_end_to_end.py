@@ -114,11 +114,12 @@ def test_search_retrain_report_export_resume(searched):
 
     # The best trial can be retrained again later, with other settings of the retrain.
     (out / "report.json").unlink()
-    later = run_cli("retrain", "--study", "digits", "--retrain-epochs", "2", "--retrain-subset",
+    later = run_cli("retrain", "--study", "digits", "--retrain-epochs", "3", "--retrain-subset",
                     "400", "--studies-dir", studies)
     assert later.returncode == 0, later.stderr
     retrained = json.loads((out / "report.json").read_text())["retrain"]
-    assert (retrained["epochs"], retrained["images"]) == (2, 400)
-    # The retrain anneals the best trial's learning rate along a cosine: halfway, half of it.
+    assert (retrained["epochs"], retrained["images"]) == (3, 400)
+    # The learning rate warms up from 0 over the first epoch (400 images < WARMUP_IMAGES), then
+    # anneals along a cosine over the other two: halfway, at the third epoch's start, half of it.
     rate = retrained["params"]["learning_rate"]
-    assert [e["learning_rate"] for e in retrained["history"]] == pytest.approx([rate, rate / 2])
+    assert [e["learning_rate"] for e in retrained["history"]] == pytest.approx([0, rate, rate / 2])
