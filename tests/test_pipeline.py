@@ -10,6 +10,7 @@ from search.model import N_BLOCKS, assemble, build_suffix, frozen_prefix, load_v
 from search.objective import StrictPruningCallback
 from search.pipeline import run_search
 from search.preprocess import prepare, vgg16_inputs
+from search.train import EpochLog, train_suffix
 
 
 def test_search_never_reads_the_test_set(monkeypatch, studies):
@@ -74,6 +75,26 @@ def test_cache_is_computed_once_and_augmented_views_differ(tmp_path):
     path = cache.path(images, 3, 0.0, 0)  # a file cut short (a crash, a copy that stopped) ...
     path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
     np.testing.assert_array_equal(cache.activations(images, 3), expected)  # ... is made again
+
+
+def test_the_learning_rate_warms_up_then_holds_or_anneals(tmp_path):
+    """A trial's rate rises from 0 over its first `warmup_images` and then holds; a retrain's
+    (`anneal`) then falls along a cosine to 0 over the remaining steps."""
+    data = load_dataset("digits")
+    images = prepare(data.x_train[:100], data.y_train[:100], 32)
+    cache = FeatureCache(tmp_path, load_vgg16("none", 32), "none", 32, flips=False)
+    params = dict(unfrozen_blocks=0, learning_rate=1e-3, batch_size=10, augment_strength=0.0,
+                  head_units=8, dropout=0.0)
+    rates = {}
+    for anneal in (False, True):
+        log = EpochLog(100)
+        train_suffix(params, cache, images, None, 10, 3, 0, [log], anneal, warmup_images=50)
+        rates[anneal] = [e["learning_rate"] for e in log.epochs]  # at each epoch's first step
+    # 10 steps an epoch, the first 5 warming up; annealing over the other 25: at steps 10 and 20,
+    # 5/25 and 15/25 of the way.
+    assert rates[False] == pytest.approx([0, 1e-3, 1e-3])
+    cosine = [0.5 * (1 + np.cos(np.pi * done)) for done in (5 / 25, 15 / 25)]
+    assert rates[True] == pytest.approx([0, 1e-3 * cosine[0], 1e-3 * cosine[1]])
 
 
 def test_pruning_callback_refuses_a_missing_metric():
