@@ -16,15 +16,13 @@ prints:
 """
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compare import arg_parser, load_data  # noqa: E402  (bench/compare.py)
+from compare import arg_parser, load_data, temporary_cache  # noqa: E402  (bench/compare.py)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -34,8 +32,6 @@ from rich.table import Table  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from search.cache import FeatureCache  # noqa: E402
-from search.model import weights_id  # noqa: E402
 from search.preprocess import ImageSet, prepare  # noqa: E402
 from search.space import DEFAULT_SPACE, Space  # noqa: E402
 from search.study import MONITOR  # noqa: E402
@@ -86,10 +82,7 @@ def main() -> None:
     # curves[n][i]: per-epoch log of configuration i trained on n images
     curves: dict[int, list[list[dict]]] = {n: [] for n in args.sizes}
     wall: dict[int, float] = {}
-    cache_dir = Path(tempfile.mkdtemp(prefix="vggsearch-bench-"))
-    try:
-        cache = FeatureCache(cache_dir, base, weights_id(args.weights), args.image_size,
-                             data.flips_keep_label)
+    with temporary_cache(args, data, base) as cache:
         for n in args.sizes:
             started = time.perf_counter()
             for i, params in enumerate(configs):
@@ -100,8 +93,6 @@ def main() -> None:
                 print(f"{n} images, config {i} ({describe(params)}): "
                       + ", ".join(f"{e[MONITOR]:.4f}" for e in log.epochs), flush=True)
             wall[n] = time.perf_counter() - started
-    finally:
-        shutil.rmtree(cache_dir, ignore_errors=True)
 
     def best_so_far(n: int, epochs: int) -> np.ndarray:
         """Each configuration's best validation accuracy within its first `epochs` epochs (a

@@ -13,22 +13,19 @@ off.
 """
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 import time
+from itertools import product
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compare import arg_parser, load_data  # noqa: E402  (bench/compare.py)
+from compare import arg_parser, load_data, temporary_cache  # noqa: E402  (bench/compare.py)
 
 import keras  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from search.cache import FeatureCache  # noqa: E402
-from search.model import weights_id  # noqa: E402
 from search.study import MONITOR  # noqa: E402
 from search.train import WARMUP_IMAGES, EpochLog, train_suffix  # noqa: E402
 
@@ -54,33 +51,25 @@ def main() -> None:
 
     curves: dict[tuple[int, float, int], list[float]] = {}  # (blocks, rate, seed) -> val per epoch
     seconds: dict[int, float] = {}  # blocks -> training seconds of all its runs
-    cache_dir = Path(tempfile.mkdtemp(prefix="vggsearch-bench-"))
     started = time.perf_counter()
-    try:
-        cache = FeatureCache(cache_dir, base, weights_id(args.weights), args.image_size,
-                             data.flips_keep_label)
-        for blocks in args.blocks:
-            for rate in args.rates:
-                for seed in range(args.seeds):
-                    params = dict(fixed, unfrozen_blocks=blocks, learning_rate=rate)
-                    log = EpochLog(len(train.labels))
-                    train_suffix(params, cache, train, val, len(data.class_names), args.epochs,
-                                 seed, [log], warmup_images=args.warmup_images)
-                    keras.backend.clear_session()
-                    curves[blocks, rate, seed] = [e[MONITOR] for e in log.epochs]
-                    seconds[blocks] = seconds.get(blocks, 0.0) + sum(e["seconds"]
-                                                                     for e in log.epochs)
-                    print(f"{blocks} blocks, lr {rate:.1e}, seed {seed}: "
-                          + ", ".join(f"{a:.4f}" for a in curves[blocks, rate, seed]), flush=True)
-    finally:
-        shutil.rmtree(cache_dir, ignore_errors=True)
+    with temporary_cache(args, data, base) as cache:
+        for blocks, rate, seed in product(args.blocks, args.rates, range(args.seeds)):
+            params = dict(fixed, unfrozen_blocks=blocks, learning_rate=rate)
+            log = EpochLog(len(train.labels))
+            train_suffix(params, cache, train, val, len(data.class_names), args.epochs, seed,
+                         [log], warmup_images=args.warmup_images)
+            keras.backend.clear_session()
+            curves[blocks, rate, seed] = [e[MONITOR] for e in log.epochs]
+            seconds[blocks] = seconds.get(blocks, 0.0) + sum(e["seconds"] for e in log.epochs)
+            print(f"{blocks} blocks, lr {rate:.1e}, seed {seed}: "
+                  + ", ".join(f"{a:.4f}" for a in curves[blocks, rate, seed]), flush=True)
     wall = time.perf_counter() - started
 
     console = Console(width=200)
-    table = Table(title=f"{args.dataset}: validation accuracy after each epoch ({len(train.labels)} "
-                        f"training / {len(val.labels)} validation images, {fixed}, warm-up "
-                        f"over {args.warmup_images} images), one column "
-                        f"per seed; 'worst' is the lowest final accuracy over the seeds")
+    table = Table(title=f"{args.dataset}: validation accuracy after each epoch "
+                        f"({len(train.labels)} training / {len(val.labels)} validation images, "
+                        f"{fixed}, warm-up over {args.warmup_images} images), one column per "
+                        f"seed; 'worst' is the lowest final accuracy over the seeds")
     table.add_column("unfrozen blocks", justify="right")
     table.add_column("learning rate", justify="right")
     for seed in range(args.seeds):

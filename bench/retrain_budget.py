@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import argparse
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from compare import temporary_cache  # noqa: E402  (bench/compare.py)
 
 import search  # noqa: E402,F401  (TensorFlow's environment first)
 import keras  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from search.cache import FeatureCache  # noqa: E402
 from search.data import load_dataset, split_for_search  # noqa: E402
-from search.model import N_BLOCKS, load_vgg16, weights_id  # noqa: E402
+from search.model import N_BLOCKS, load_vgg16  # noqa: E402
 from search.preprocess import prepare  # noqa: E402
 from search.train import CachedBatches, EpochLog, train_suffix  # noqa: E402
 
@@ -74,18 +73,13 @@ def main() -> None:
     val = prepare(split.x_val, split.y_val, args.image_size)
     test = prepare(*data.test_set(), args.image_size)
     base = load_vgg16(args.weights, args.image_size)
-    cache_dir = Path(tempfile.mkdtemp(prefix="vggsearch-bench-"))
-    try:
-        cache = FeatureCache(cache_dir, base, weights_id(args.weights), args.image_size,
-                             data.flips_keep_label)
+    with temporary_cache(args, data, base) as cache:
         frozen = N_BLOCKS - args.unfrozen
         tested = TestAccuracy(CachedBatches([cache.activations(test, frozen)], test.labels, 256,
                                             shuffle=False))
         log = EpochLog(len(train.labels))
         train_suffix(params, cache, train, val, len(data.class_names), args.epochs, args.seed,
                      [log, tested], args.anneal)
-    finally:
-        shutil.rmtree(cache_dir, ignore_errors=True)
     total = time.perf_counter() - started
 
     table = Table(title=f"{args.dataset}: {len(train.labels)} training / {len(val.labels)} "
