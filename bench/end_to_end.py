@@ -74,7 +74,7 @@ def main() -> None:
                         help=f"search images: N or all (default: {DEFAULT_SUBSET})")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--retrain-epochs", type=int,
-                        help="epochs of the retrain on all images (default: the best trial's best)")
+                        help="epochs of the retrain (default: as `cli.py search`, 2 on MNIST)")
     parser.add_argument("--retrain-subset", type=subset_arg, default="all",
                         help="images of the retrain: N or all (default: all)")
     parser.add_argument("--seed", type=int, default=0)

@@ -52,6 +52,19 @@ def test_the_search_ranks_on_a_subset_and_the_retrain_uses_every_image(tmp_path)
     assert study.user_attrs[SETTINGS_ATTR]["subset"] is None
 
 
+def test_the_retrain_repeats_the_best_epoch_within_its_image_budget():
+    from types import SimpleNamespace
+
+    from search.retrain import RETRAIN_IMAGES, default_epochs
+
+    settings = SimpleNamespace(epochs=5)
+    best_at_4 = SimpleNamespace(user_attrs={"best_epoch": 4})
+    assert default_epochs(best_at_4, settings, 3_000) == 4  # a small data set: the trial's count
+    assert default_epochs(best_at_4, settings, 60_000) == 2  # MNIST: capped at 2 x 60 000 images
+    assert default_epochs(best_at_4, settings, RETRAIN_IMAGES * 2) == 1  # at least one epoch
+    assert default_epochs(SimpleNamespace(user_attrs={}), settings, 1_000) == 5  # no record: all
+
+
 def test_a_seeded_study_is_reproducible(tmp_path):
     runs = []
     for name in ("a", "b"):
