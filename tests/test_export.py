@@ -22,9 +22,9 @@ INT8_AGREEMENT = 0.95  # share of test images where int8 TFLite and Keras predic
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
-    """A retrained 3-trial digits study (real weights where the assets are, random otherwise),
-    retrained (on the 400 search images: the retrain is not under test here) as an ensemble of 2,
-    and exported in every format."""
+    """A 3-trial digits study (real weights where the assets are, random otherwise), retrained
+    as an ensemble of 2 on its 400 search images (the retrain is not under test here), and
+    exported in every format."""
     studies = tmp_path_factory.mktemp("export") / "studies"
     weights = str(WEIGHTS) if WEIGHTS.is_file() else "none"
     done = run_cli("search", "--dataset", "digits", "--subset", "400", "--trials", "3",
