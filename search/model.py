@@ -6,6 +6,7 @@ trial ever changes the weights another trial or the cache starts from.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -17,6 +18,15 @@ WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
 RANDOM_WEIGHTS_SEED = 0  # 'none' weights are the same in every process: caches stay valid
+
+# The suffix's compute precision: a property of the machine, not of the study (the variables stay
+# float32 either way). On a CPU with AMX's bfloat16 units, oneDNN trained the 2-5-block suffixes
+# 1.8-2.3x faster in mixed bfloat16, at the same validation accuracy, and the head and 1 block
+# 0.7-1.1x as fast (bench/precision.py, README): 'auto' chooses bfloat16 there, on TensorFlow
+# without a GPU, from BFLOAT16_MIN_BLOCKS unfrozen blocks. VGGSEARCH_PRECISION overrides it:
+# float32, mixed_bfloat16. The retrain always trains in float32 (search.retrain).
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+BFLOAT16_MIN_BLOCKS = 2
 
 
 def load_vgg16(weights: str, image_size: int):
@@ -67,15 +77,43 @@ def activation_shape(image_size: int, frozen_blocks: int) -> tuple[int, int, int
     return (side, side, channels)
 
 
-def _copy_blocks(base, first: int, last: int, image_size: int, name: str):
-    """A new model of blocks first..last of `base`, with copies of its layers and weights."""
+@functools.cache  # the CPU does not change while a process runs; trials ask twice each
+def _has_amx_bfloat16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:  # Linux; elsewhere: no
+            return "amx_bf16" in f.read().split()
+    except OSError:
+        return False
+
+
+def suffix_dtype(unfrozen_blocks: int) -> str:
+    """Keras's dtype policy for a suffix with `unfrozen_blocks` trainable blocks."""
+    precision = os.environ.get("VGGSEARCH_PRECISION", "auto")
+    if precision not in PRECISIONS:
+        raise UserError(f"VGGSEARCH_PRECISION must be one of {', '.join(PRECISIONS)}, "
+                        f"got {precision!r}")
+    if precision != "auto":
+        return precision
+    import keras
+
+    fast = keras.backend.backend() == "tensorflow" and _has_amx_bfloat16()
+    if fast:  # a GPU does the training where there is one: its speed was not measured
+        import tensorflow as tf
+
+        fast = not tf.config.list_physical_devices("GPU")
+    return "mixed_bfloat16" if fast and unfrozen_blocks >= BFLOAT16_MIN_BLOCKS else "float32"
+
+
+def _copy_blocks(base, first: int, last: int, image_size: int, name: str, dtype="float32"):
+    """A new model of blocks first..last of `base`, with copies of its layers and weights,
+    computing in `dtype` (a Keras dtype policy)."""
     import keras
 
     inputs = keras.Input(activation_shape(image_size, first - 1))
     x = inputs
     for layer in base.layers:
         if first <= block_of(layer) <= last:
-            copy = layer.__class__.from_config(layer.get_config())
+            copy = layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
             x = copy(x)
             copy.set_weights(layer.get_weights())
     return keras.Model(inputs, x, name=name)
@@ -91,15 +129,18 @@ def frozen_prefix(base, frozen_blocks: int, image_size: int):
 
 
 def build_suffix(base, frozen_blocks: int, image_size: int, n_classes: int,
-                 head_units: int, dropout: float):
-    """Trainable blocks frozen_blocks+1..5 and the head, taking the prefix's activations."""
+                 head_units: int, dropout: float, dtype="float32"):
+    """Trainable blocks frozen_blocks+1..5 and the head, taking the prefix's activations, computing
+    in `dtype` (a Keras dtype policy) but for the class probabilities, always float32 (Keras's
+    mixed-precision guide: a low-precision softmax is numerically unsafe)."""
     import keras
 
-    blocks = _copy_blocks(base, frozen_blocks + 1, N_BLOCKS, image_size, "trainable_blocks")
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(blocks.output)
-    x = keras.layers.Dense(head_units, activation="relu", name="head")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="classes")(x)
+    blocks = _copy_blocks(base, frozen_blocks + 1, N_BLOCKS, image_size, "trainable_blocks", dtype)
+    x = keras.layers.GlobalAveragePooling2D(name="pool", dtype=dtype)(blocks.output)
+    x = keras.layers.Dense(head_units, activation="relu", name="head", dtype=dtype)(x)
+    x = keras.layers.Dropout(dropout, name="dropout", dtype=dtype)(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="classes",
+                                 dtype="float32")(x)
     return keras.Model(blocks.input, outputs, name="suffix")
 
 

@@ -11,6 +11,7 @@ from optuna_integration import KerasPruningCallback
 from search.cache import FeatureCache
 from search.heartbeat import beating
 from search.memory import anon_rss_mb
+from search.model import suffix_dtype
 from search.preprocess import ImageSet
 from search.progress import task
 from search.space import Space
@@ -72,14 +73,15 @@ class Objective:
 
 
 def _record(trial: optuna.Trial, log: EpochLog, seconds: float) -> None:
-    for name, value in trial_attrs(log, seconds).items():
+    for name, value in trial_attrs(log, seconds, trial.params["unfrozen_blocks"]).items():
         trial.set_user_attr(name, value)
 
 
-def trial_attrs(log: EpochLog, seconds: float) -> dict:
+def trial_attrs(log: EpochLog, seconds: float, unfrozen_blocks: int) -> dict:
     """What the dashboard and the report show of a trial, whatever way it ended."""
     attrs = {"seconds": round(seconds, 1),
-             "rss_mb": anon_rss_mb()}  # memory must stay flat over trials
+             "rss_mb": anon_rss_mb(),  # memory must stay flat over trials
+             "compute_dtype": suffix_dtype(unfrozen_blocks)}  # the machine's choice
     if not log.epochs:
         return attrs
     scores = [e.get(MONITOR, float("nan")) for e in log.epochs]

@@ -17,7 +17,7 @@ from search.cache import FeatureCache
 from search.data import BUILTIN, load_dataset, split_for_search, training_images
 from search.errors import SurplusTrial, UserError
 from search.export import CALIBRATION_IMAGES, export, measure, save_model
-from search.model import load_vgg16, weights_id
+from search.model import N_BLOCKS, load_vgg16, suffix_dtype, weights_id
 from search.memory import anon_rss_mb
 from search.objective import Objective
 from search.preview import preview
@@ -59,6 +59,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
         raise UserError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
     if subset != "all" and subset < 10:
         raise UserError(f"--subset must be at least 10 images, got {subset}")
+    suffix_dtype(N_BLOCKS)  # a bad VGGSEARCH_PRECISION is an error now, not in every trial
     url = storage or default_storage(studies_dir)
     if workers > 1 and (keras_tuner or url.startswith("sqlite") or not separate_process):
         raise UserError("--workers above 1 runs Optuna's trials in several processes on one "
@@ -180,7 +181,8 @@ def trial_line(trial: optuna.trial.FrozenTrial) -> str:
     attrs, p = trial.user_attrs, trial.params
     config = (f"{p.get('unfrozen_blocks')} unfrozen, lr {p.get('learning_rate', 0):.2g}, "
               f"batch {p.get('batch_size')}, aug {p.get('augment_strength')}")
-    speed = f"{attrs.get('seconds', 0):.0f} s, {attrs.get('images_per_second', 0):.0f} img/s"
+    speed = (f"{attrs.get('seconds', 0):.0f} s, {attrs.get('images_per_second', 0):.0f} img/s"
+             f" in {attrs.get('compute_dtype', 'float32')}")
     if trial.state == optuna.trial.TrialState.PRUNED:
         last = trial.intermediate_values.get(max(trial.intermediate_values, default=-1))
         return (f"trial {trial.number} pruned after {attrs.get('epochs_run', 0)} epochs at "

@@ -9,7 +9,7 @@ import numpy as np
 
 from search import interrupt
 from search.cache import FeatureCache
-from search.model import N_BLOCKS, build_suffix
+from search.model import N_BLOCKS, build_suffix, suffix_dtype
 from search.preprocess import ImageSet
 
 
@@ -91,21 +91,23 @@ class EpochLog(keras.callbacks.Callback):
 
 def train_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageSet | None,
                  n_classes: int, epochs: int, seed: int, callbacks=(), anneal: bool = False,
-                 warmup_images: int = WARMUP_IMAGES):
+                 warmup_images: int = WARMUP_IMAGES, dtype: str | None = None):
     """Build the suffix for `params` and fit it on cached activations; returns the trained suffix.
     Pass an `EpochLog` first in `callbacks` to see the epochs even of a run a callback stops.
     `anneal` lowers the learning rate along a cosine to zero over the `epochs` (a final model's
     training; trials keep it constant after the warm-up, so that their epochs compare at any
-    count)."""
+    count). `dtype` is the suffix's Keras dtype policy, by default the machine's choice
+    (search.model.suffix_dtype)."""
     steps = n_batches(len(train.labels), params["batch_size"], epochs) if anneal else None
-    suffix = compiled_suffix(params, cache, train, val, n_classes, seed, steps, warmup_images)
+    suffix = compiled_suffix(params, cache, train, val, n_classes, seed, steps, warmup_images,
+                             dtype)
     fit_suffix(suffix, params, cache, train, val, epochs, seed, callbacks)
     return suffix
 
 
 def compiled_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageSet | None,
                     n_classes: int, seed: int, decay_steps: int | None = None,
-                    warmup_images: int = WARMUP_IMAGES):
+                    warmup_images: int = WARMUP_IMAGES, dtype: str | None = None):
     """The untrained suffix for `params`, compiled with Adam at the configuration's rate, reached
     after a linear warm-up over `warmup_images` (at most one epoch) and then held, or decayed to
     zero along a cosine by step `decay_steps` if given. The activations it will train on are
@@ -117,7 +119,7 @@ def compiled_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: Ima
         cache.activations(val, frozen)
     keras.utils.set_random_seed(seed)
     suffix = build_suffix(cache.base, frozen, cache.image_size, n_classes, params["head_units"],
-                          params["dropout"])
+                          params["dropout"], dtype or suffix_dtype(params["unfrozen_blocks"]))
     rate = params["learning_rate"]
     warmup = n_batches(min(warmup_images, len(train.labels)), params["batch_size"])
     if decay_steps or warmup:

@@ -108,7 +108,7 @@ class _Recording:
         attrs = {TRIAL_ATTR: kt_trial.trial_id, "engine": "keras-tuner"}
         if kt_trial.trial_id in self.runs:
             log, seconds = self.runs.pop(kt_trial.trial_id)
-            attrs.update(trial_attrs(log, seconds))
+            attrs.update(trial_attrs(log, seconds, values["unfrozen_blocks"]))
             scores = {e["epoch"] - 1: e[MONITOR] for e in log.epochs
                       if math.isfinite(e.get(MONITOR, math.nan))}
         else:  # ended in an earlier process before it was recorded: KerasTuner kept its best epoch

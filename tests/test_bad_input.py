@@ -99,6 +99,15 @@ def test_bad_input_is_one_line_and_status_2(case, tmp_path, studies, capsys):
     assert len(errors) == 1 and expected in errors[0], stderr
 
 
+def test_a_bad_precision_is_one_line_and_status_2(studies, monkeypatch, capsys):
+    monkeypatch.setenv("VGGSEARCH_PRECISION", "float8")
+    code = main([str(a) for a in ["search", "--dataset", "digits", *QUICK, "--studies-dir",
+                                  studies]])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in stderr
+    assert stderr.startswith("error: VGGSEARCH_PRECISION must be one of auto, float32"), stderr
+
+
 def test_other_settings_are_refused_and_the_study_is_intact(studies):
     first = run_cli("search", "--dataset", "digits", *QUICK, "--trials", "1", "--no-retrain",
                     "--studies-dir", studies)

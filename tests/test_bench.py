@@ -19,6 +19,8 @@ SMALLEST = {
                     "2"],
     "learning_rates.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "1", "--blocks", "0",
                           "--rates", "1e-4", "--seeds", "1"],
+    "precision.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "1", "--seeds", "1",
+                     "--only", "0"],
     "retrain_budget.py": [*DIGITS, "--subset", "100", "--epochs", "2", "--unfrozen", "0",
                           "--anneal"],
     "end_to_end.py": [*DIGITS, "--trials", "1", "--subset", "100", "--epochs", "1",

@@ -1,5 +1,6 @@
 """Defaults a user relies on: every command has --help, oneDNN is on unless the user said
-otherwise, the shipped space is valid, the search's subset and the retrain's images, and --seed
+otherwise, bfloat16 only where it was measured faster and never in an exported model, the shipped
+space is valid, the search's subset and the retrain's images, and --seed
 makes a sequential run reproducible."""
 import os
 import subprocess
@@ -30,6 +31,33 @@ def test_onednn_is_on_unless_the_user_set_it(user_value, expected):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True)
     assert done.stdout.strip() == expected
+
+
+def test_the_suffix_computes_in_bfloat16_only_where_it_was_measured_faster(monkeypatch):
+    from search import model
+
+    monkeypatch.delenv("VGGSEARCH_PRECISION", raising=False)
+    for amx, deep in ((False, "float32"), (True, "mixed_bfloat16")):
+        monkeypatch.setattr(model, "_has_amx_bfloat16", lambda: amx)
+        assert [model.suffix_dtype(k) for k in range(6)] == ["float32"] * 2 + [deep] * 4
+    monkeypatch.setenv("VGGSEARCH_PRECISION", "float32")  # the user's choice wins
+    assert model.suffix_dtype(5) == "float32"
+    monkeypatch.setenv("VGGSEARCH_PRECISION", "mixed_bfloat16")
+    assert model.suffix_dtype(0) == "mixed_bfloat16"
+
+
+def test_a_bfloat16_study_trains_and_exports_a_float32_model(tmp_path, monkeypatch):
+    import keras
+    import optuna
+
+    monkeypatch.setenv("VGGSEARCH_PRECISION", "mixed_bfloat16")
+    run_search("digits", 1, subset=200, weights="none", space=TINY_SPACE, epochs=1,
+               studies_dir=tmp_path, retrain_subset=200, separate_process=False)
+    trial, = optuna.load_study(study_name="digits", storage=connect(default_storage(tmp_path))).trials
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["compute_dtype"] == "mixed_bfloat16"
+    exported = keras.saving.load_model(tmp_path / "digits" / "model.keras")
+    layers = [exported.layers[-1], *exported.layers[-1].layers]  # the suffix and its layers
+    assert {layer.dtype_policy.name for layer in layers} == {"float32"}
 
 
 def test_the_default_space_is_valid_and_cacheable():
