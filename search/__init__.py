@@ -13,15 +13,16 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 def _quiet_optuna() -> None:
     """vggsearch prints one line per trial itself; heartbeats are experimental but wanted; Ctrl-C
-    is a user's choice, a surplus trial (search.shared_study) a decision and a user error is
-    printed in one line by the CLI: none is a failure to log with a traceback."""
+    is a user's choice, a surplus trial (search.shared_study) a decision, a lost trial
+    (search.pipeline.optimize) and a user error are printed in one line by vggsearch: none is a
+    failure to log with a traceback."""
     import logging
     import re
     import warnings
 
     import optuna
 
-    from search.errors import SurplusTrial, UserError
+    from search.errors import LostTrial, SurplusTrial, UserError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -34,7 +35,8 @@ def _quiet_optuna() -> None:
         follows_dropped = trial is not None and trial[0] == just_dropped[0]
         just_dropped[0] = None
         if record.exc_info and issubclass(record.exc_info[0],
-                                          (KeyboardInterrupt, SurplusTrial, UserError)):
+                                          (KeyboardInterrupt, LostTrial, SurplusTrial,
+                                           UserError)):
             just_dropped[0] = trial and trial[0]
             return False
         return not follows_dropped

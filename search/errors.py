@@ -11,3 +11,8 @@ class ReportedError(Exception):
 
 class SurplusTrial(Exception):
     """A trial started when the study's last trials were already running elsewhere: not run."""
+
+
+class LostTrial(Exception):
+    """A trial that another worker failed as stale while it ran here (its heartbeats came late):
+    its result is dropped; the copy the other worker queued runs instead."""

@@ -15,7 +15,7 @@ import optuna
 
 from search.cache import FeatureCache
 from search.data import BUILTIN, load_dataset, split_for_search, training_images
-from search.errors import SurplusTrial, UserError
+from search.errors import LostTrial, SurplusTrial, UserError
 from search.export import CALIBRATION_IMAGES, export, measure, save_model
 from search.model import N_BLOCKS, load_vgg16, suffix_dtype, weights_id
 from search.memory import anon_rss_mb
@@ -147,13 +147,26 @@ def optimize(study: optuna.Study, objective: Objective, trials: int, progress,
     if remaining > 0:
         console.print(f"study {study.study_name}: {done} finished trials, running {remaining} more")
 
+    lost = []  # numbers of this worker's trials failed as stale elsewhere
+
     def run_trial(trial: optuna.Trial) -> float:
         check_not_surplus(trial, trials)
-        return objective(trial)
+        try:
+            return objective(trial)
+        except optuna.exceptions.UpdateFinishedTrialError as err:
+            lost.append(trial.number)
+            raise LostTrial(f"trial {trial.number} was failed as stale elsewhere") from err
 
-    if not target_reached(study, trials):
-        study.optimize(run_trial, n_trials=remaining, gc_after_trial=True,
-                       callbacks=[after_trial], catch=(SurplusTrial,))
+    while not target_reached(study, trials):
+        try:
+            study.optimize(run_trial, n_trials=trials - count_finished(study), gc_after_trial=True,
+                           callbacks=[after_trial], catch=(SurplusTrial,))
+            break
+        except ValueError:  # Optuna's "Cannot tell a FAIL trial" (optuna/optuna#5470)
+            if not lost:
+                raise
+            console.print(f"trial {lost.pop()}: failed as stale by another worker while it ran "
+                          "here (its heartbeats came late); dropped, its queued copy runs instead")
     return over_limit
 
 

@@ -1,6 +1,8 @@
 """The storages a study can live in, each with a real server or file: SQLite, PostgreSQL
 (127.0.0.1:5432, database test), a journal file and a Redis journal (127.0.0.1:6379); and the
 heartbeat that fails a dead worker's trial and queues it again."""
+import io
+import logging
 import subprocess
 import socket
 import threading
@@ -15,6 +17,8 @@ from conftest import storage_url
 from search import heartbeat
 from search.errors import UserError
 from search.errors import SurplusTrial
+from search.pipeline import optimize
+from search.progress import new_progress
 from search.shared_study import (check_not_surplus, claim_name, record_retrained,
                                  retrain_claim)
 from search.study import connect
@@ -70,6 +74,36 @@ def test_a_dead_workers_trial_on_a_journal_is_failed_and_queued_again(tmp_path, 
     assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "WAITING"]
     assert trials[2].params == {"x": dead.params["x"]}
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[2]) == 0
+
+
+def test_a_worker_whose_trial_was_failed_under_it_goes_on(tmp_path, monkeypatch, capfd):
+    """A live worker's heartbeats can come late (a worker killed while it held the journal's lock
+    holds every writer up to Optuna's 30 s): another worker then fails its trial as stale and
+    queues it again. The late worker drops that trial and runs the next one instead of dying of
+    Optuna's 'Cannot tell a FAIL trial' (optuna/optuna#5470)."""
+    monkeypatch.setattr(search.study, "HEARTBEAT_SECONDS", 1)  # grace period: 2 s
+    study = optuna.create_study(storage=connect(f"journal:///{tmp_path / 'v.journal'}"),
+                                direction="maximize")
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        if trial.number == 0:  # this worker's first trial stalls past the grace period...
+            time.sleep(2.5)
+            assert heartbeat.fail_stale_trials(study) == [0]  # ... and another worker fails it
+            trial.report(x, 0)
+        return x
+
+    optuna_log = io.StringIO()  # Optuna's handler kept the stderr of its import: not capfd's
+    for handler in logging.getLogger("optuna").handlers:
+        if type(handler) is logging.StreamHandler:  # Optuna's; pytest adds subclasses
+            monkeypatch.setattr(handler, "stream", optuna_log)
+    with new_progress() as progress:
+        optimize(study, objective, 2, progress)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[1]) == 0
+    assert "trial 0: failed as stale by another worker" in capfd.readouterr().err
+    assert "Traceback" not in optuna_log.getvalue()
 
 
 def test_a_trial_started_when_the_target_was_running_is_not_run(tmp_path):
