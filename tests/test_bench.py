@@ -25,6 +25,8 @@ SMALLEST = {
                           "--anneal"],
     "end_to_end.py": [*DIGITS, "--trials", "1", "--subset", "100", "--epochs", "1",
                       "--retrain-epochs", "1", "--retrain-subset", "200"],
+    "pruners.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "2", "--configs", "3",
+                   "--orders", "5"],
     "backends.py": ["--images", "64", "--epochs", "1", "--rounds", "1", "--only", "0"],
 }
 
