@@ -20,14 +20,16 @@ from search.train import EpochLog, n_batches, train_suffix
 
 
 class StrictPruningCallback(KerasPruningCallback):
-    """optuna-integration's callback, except that a missing metric stops the trial: the library
-    only warns, and a typo in the monitored name would silently switch pruning off."""
+    """optuna-integration's callback, except that a missing metric stops the trial (the library
+    only warns, and a typo in the monitored name would silently switch pruning off), and that the
+    step it reports is the epochs done, 1 to `--epochs`, not Keras's epoch index from 0: the
+    pruners' resource is epochs, so `min_resource=1` is one epoch, not two (bench/pruners.py)."""
 
     def on_epoch_end(self, epoch, logs=None):
         if self._monitor not in (logs or {}):
             raise KeyError(f"pruning monitors {self._monitor!r} but the epoch's logs have only "
                            f"{sorted(logs or {})}")
-        super().on_epoch_end(epoch, logs)
+        super().on_epoch_end(epoch + 1, logs)
 
 
 @dataclass
@@ -57,7 +59,6 @@ class Objective:
                                       self.epochs, self.seed + trial.number,
                                       [log, StrictPruningCallback(trial, MONITOR)])
             except optuna.TrialPruned:
-                # Not the callback's message: it counts epochs from 0, `epochs_run` from 1.
                 pruner = type(trial.study.pruner).__name__
                 trial.set_user_attr("pruned_reason", f"stopped by {pruner}")
                 raise

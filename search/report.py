@@ -157,9 +157,8 @@ def plot_learning_curves(path: Path, study: optuna.Study, retrained: Retrained) 
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        steps = sorted(t.intermediate_values)
-        values = [t.intermediate_values[s] for s in steps]
-        epochs = [s + 1 for s in steps]
+        epochs = sorted(t.intermediate_values)  # steps are epochs done
+        values = [t.intermediate_values[e] for e in epochs]
         if t.number == study.best_trial.number:
             left.plot(epochs, values, "-o", color="C3", lw=2.5, label=f"best (#{t.number})", zorder=3)
         elif t.state == TrialState.PRUNED:

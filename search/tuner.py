@@ -109,14 +109,14 @@ class _Recording:
         if kt_trial.trial_id in self.runs:
             log, seconds = self.runs.pop(kt_trial.trial_id)
             attrs.update(trial_attrs(log, seconds, values["unfrozen_blocks"]))
-            scores = {e["epoch"] - 1: e[MONITOR] for e in log.epochs
+            scores = {e["epoch"]: e[MONITOR] for e in log.epochs  # step: epochs done, as Optuna's
                       if math.isfinite(e.get(MONITOR, math.nan))}
         else:  # ended in an earlier process before it was recorded: KerasTuner kept its best epoch
             scores = {}
             if kt_trial.metrics.exists(MONITOR):
-                best = kt_trial.metrics.get_best_step(MONITOR)
+                best = kt_trial.metrics.get_best_step(MONITOR) + 1  # KerasTuner counts from 0
                 scores[best] = kt_trial.metrics.get_best_value(MONITOR)
-                attrs["best_epoch"] = best + 1
+                attrs["best_epoch"] = best
         budget = values.get("tuner/epochs", self.epochs)
         state = TrialState.FAIL
         if kt_trial.status == "COMPLETED" and scores:

@@ -70,6 +70,9 @@ def test_search_retrain_report_export_resume(searched):
     states = [t.state.name for t in study_trials(studies, "digits")]
     assert states.count("COMPLETE") + states.count("PRUNED") == 6
     assert "PRUNED" in states, states
+    for t in study_trials(studies, "digits"):  # reported at epochs done, 1 to epochs_run
+        if t.state.name in ("COMPLETE", "PRUNED"):
+            assert sorted(t.intermediate_values) == list(range(1, t.user_attrs["epochs_run"] + 1))
 
     out = studies / "digits"
     for name in ["preview.png", "report.json", "report.md", "learning_curves.png",

@@ -10,6 +10,7 @@ from search.model import N_BLOCKS, assemble, build_suffix, frozen_prefix, load_v
 from search.objective import StrictPruningCallback
 from search.pipeline import run_search
 from search.preprocess import prepare, vgg16_inputs
+from search.study import make_pruner
 from search.train import EpochLog, train_suffix
 
 
@@ -103,3 +104,19 @@ def test_pruning_callback_refuses_a_missing_metric():
     callback = StrictPruningCallback(trial, "val_acuracy")  # typo
     with pytest.raises(KeyError, match="val_acuracy"):
         callback.on_epoch_end(0, {"loss": 1.0, "val_accuracy": 0.5})
+
+
+def test_pruning_steps_are_epochs_done_so_the_first_rung_is_one_epoch():
+    """Pruners count their resource in epochs: with `min_resource=1` a trial far behind the ones
+    before is stopped after its first epoch (Keras's epoch index 0), not its second."""
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("halving", 5))
+    for value in (0.8, 0.9):  # each better than the last, so none is pruned
+        leader = study.ask()
+        callback = StrictPruningCallback(leader, "val_accuracy")
+        for epoch in range(5):
+            callback.on_epoch_end(epoch, {"val_accuracy": value})
+        study.tell(leader, value)
+    assert sorted(study.trials[0].intermediate_values) == [1, 2, 3, 4, 5]
+    laggard = study.ask()
+    with pytest.raises(optuna.TrialPruned):
+        StrictPruningCallback(laggard, "val_accuracy").on_epoch_end(0, {"val_accuracy": 0.1})
