@@ -7,7 +7,8 @@ that would have won. This draws `--configs` configurations at random from the de
 the search's default size (2 400 training, 600 validation images: `--subset 3000`), and records
 each epoch's validation accuracy and the seconds from the trial's start to that epoch's end. Then,
 for `--orders` random orders of those configurations, it replays the curves through each pruner
-in a fresh in-memory study (a random study name, so Hyperband's brackets differ between orders):
+in a fresh in-memory study (named after the order, so Hyperband's brackets differ between orders and
+repeat between runs):
 each trial reports its epochs as `KerasPruningCallback` does and stops where the pruner says; its
 cost is the recorded seconds up to there. Prints the curves, then per pruner: the mean share of
 the unpruned cost, the mean regret (how much lower the best complete trial's value is than the best
@@ -21,6 +22,7 @@ import json
 import random
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,7 +38,7 @@ from rich.table import Table  # noqa: E402
 
 from search.model import N_BLOCKS  # noqa: E402
 from search.progress import task  # noqa: E402
-from search.study import DEFAULT_EPOCHS, MONITOR  # noqa: E402
+from search.study import DEFAULT_EPOCHS, MONITOR, make_pruner  # noqa: E402
 from search.train import EpochLog, train_suffix  # noqa: E402
 
 
@@ -73,43 +75,43 @@ def record(args) -> list[dict]:
     return runs
 
 
-# name -> (pruner for `epochs`, step of epoch e counted from 0 as Keras counts it)
 def variants(epochs: int) -> dict:
+    """name -> (a new pruner, what a trial adds to Keras's epoch index, from 0, to make its step).
+    KerasPruningCallback adds 0, so min_resource=1 is 2 epochs; vggsearch's callback adds 1 (the
+    epochs done), so the first rung is 1 epoch."""
     def hyperband(factor):
         return lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
                                                       reduction_factor=factor)
-    table = {"none": (optuna.pruners.NopPruner, 0)}
+    table = {"none": (partial(make_pruner, "none", epochs), 0)}
     for factor in (2, 3, 4):
-        # KerasPruningCallback reports epoch e as step e, so min_resource=1 is 2 epochs; reporting
-        # e + 1 (epochs done) makes the first rung 1 epoch.
-        table[f"hyperband, factor {factor}, step = epoch index"] = (hyperband(factor), 0)
-        table[f"hyperband, factor {factor}, step = epochs done"] = (hyperband(factor), 1)
-    table["halving, factor 3, step = epoch index"] = (
-        lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3), 0)
+        new = partial(make_pruner, "hyperband", epochs) if factor == 3 else hyperband(factor)
+        table[f"hyperband, factor {factor}, step = epoch index"] = (new, 0)
+        table[f"hyperband, factor {factor}, step = epochs done"] = (new, 1)
+    table["halving, factor 3, step = epoch index"] = (partial(make_pruner, "halving", epochs), 0)
     table["median, 3 startup trials, step = epoch index"] = (
-        lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1), 0)
+        partial(make_pruner, "median", epochs), 0)
     return table
 
 
-def replay(runs: list[dict], make_pruner, step_offset: int, order: list[int]) -> tuple[float, int]:
-    """One study over `runs` in `order`: its training seconds and the index of its best trial."""
-    study = optuna.create_study(direction="maximize", pruner=make_pruner())
-    cost, best, best_value = 0.0, None, -1.0
+def replay(runs: list[dict], new_pruner, step_offset: int, order: list[int],
+           name: str) -> tuple[float, int]:
+    """One study over `runs` in `order`: its training seconds and the index of its best trial.
+    The study's name places Hyperband's trials in brackets."""
+    study = optuna.create_study(study_name=name, direction="maximize", pruner=new_pruner())
+    cost, complete = 0.0, []
     for i in order:
-        trial, curve = study.ask(), runs[i]["accuracy"]
+        trial, curve, seconds = study.ask(), runs[i]["accuracy"], runs[i]["seconds"]
         for epoch, value in enumerate(curve):
             trial.report(value, epoch + step_offset)
             if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                cost += seconds[epoch]
                 break
         else:
             study.tell(trial, max(curve))
-            if max(curve) > best_value:
-                best, best_value = i, max(curve)
-            cost += runs[i]["seconds"][-1]
-            continue
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        cost += runs[i]["seconds"][epoch]
-    return cost, best
+            cost += seconds[-1]
+            complete.append(i)
+    return cost, max(complete, key=lambda i: max(runs[i]["accuracy"]))
 
 
 def main() -> None:
@@ -147,8 +149,9 @@ def main() -> None:
     for column in ["pruner", "share of the unpruned cost", "mean regret", "worst regret",
                    "best configuration found"]:
         summary.add_column(column, justify="right")
-    for name, (make_pruner, step_offset) in variants(epochs).items():
-        results = [replay(runs, make_pruner, step_offset, order) for order in orders]
+    for name, (new_pruner, step_offset) in variants(epochs).items():
+        results = [replay(runs, new_pruner, step_offset, order, f"order {k}")
+                   for k, order in enumerate(orders)]
         regrets = np.array([finals.max() - finals[best] for _, best in results])
         summary.add_row(name, f"{np.mean([c for c, _ in results]) / unpruned:.2f}",
                         f"{regrets.mean():.4f}", f"{regrets.max():.4f}",
