@@ -5,13 +5,16 @@ of a trial, k = 0..5 unfrozen blocks, on random activations of the cut's shape:
   engine: vggsearch's input path (`search.train.CachedBatches`, as a trial reads its cache),
   plain:  `model.fit` on NumPy arrays (the backend's own easy path).
 One warm-up epoch, then the timed epochs. TensorFlow runs with oneDNN on (as `import search`
-sets it); torch is measured where it is installed (`pip install torch==2.13.0`). Speeds on a
-shared CPU drift between runs, so `--rounds R` alternates the backends R times and reports the
-median of each cell.
+sets it); torch is measured where it is installed (`pip install torch==2.13.0`). Each suffix
+computes in the precision a trial would use on that backend (`search.model.suffix_dtype`;
+`--precision float32 mixed_bfloat16` runs every backend in each, the same rounds).
+Speeds on a shared CPU drift between runs, so `--rounds R` alternates the backends R times and
+reports the median of each cell.
 
-    python bench/backends.py [--images 512 --epochs 2 --rounds 3 --only 2 3 4]
+    python bench/backends.py [--images 512 --rounds 3 --only 2 3 4 --precision float32 auto]
 
-Prints images/s per suffix, backend and path, and each one's ratio to the fastest of the row.
+Prints images/s per suffix, backend and path, each one's ratio to the fastest of the row, and
+the precision it computed in (bf16: mixed_bfloat16).
 """
 from __future__ import annotations
 
@@ -27,18 +30,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# TensorFlow's environment (search/__init__.py) before any backend; each child chooses its own
+from search.model import PRECISIONS  # noqa: E402
+
 PATHS = ["engine", "plain"]
 BACKENDS = ["tensorflow", "torch"]
 IMAGE_SIZE, N_CLASSES, BATCH_SIZE = 32, 10, 64
+DTYPE_LABELS = {"float32": "f32", "mixed_bfloat16": "bf16"}
 
 
 def measure(only: list[int], images: int, epochs: int) -> dict:
-    """In this process's backend: {"k path": images/s}."""
-    import search  # noqa: F401  (TensorFlow's environment before Keras)
+    """In this process's backend: {"k path": [images/s, dtype policy]}."""
     import keras
     import numpy as np
 
-    from search.model import N_BLOCKS, activation_shape, build_suffix, load_vgg16
+    from search.model import N_BLOCKS, activation_shape, build_suffix, load_vgg16, suffix_dtype
     from search.train import CachedBatches, EpochLog
 
     base = load_vgg16("none", IMAGE_SIZE)  # speed does not depend on the values of the weights
@@ -48,9 +54,10 @@ def measure(only: list[int], images: int, epochs: int) -> dict:
     for k in only:
         frozen = N_BLOCKS - k
         x = rng.random((images, *activation_shape(IMAGE_SIZE, frozen)), dtype=np.float32)
+        dtype = suffix_dtype(k)
         for path in PATHS:
             keras.utils.set_random_seed(0)
-            suffix = build_suffix(base, frozen, IMAGE_SIZE, N_CLASSES, 256, 0.3)
+            suffix = build_suffix(base, frozen, IMAGE_SIZE, N_CLASSES, 256, 0.3, dtype)
             suffix.compile(optimizer=keras.optimizers.Adam(5e-5),
                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             log = EpochLog(images)
@@ -58,9 +65,9 @@ def measure(only: list[int], images: int, epochs: int) -> dict:
                     else dict(x=CachedBatches([x], labels, BATCH_SIZE, shuffle=True)))
             suffix.fit(**data, epochs=1 + epochs, verbose=0, callbacks=[log])
             timed = sum(e["seconds"] for e in log.epochs[1:])  # the warm-up epoch left out
-            result[f"{k} {path}"] = images * epochs / timed
-            print(f"  {keras.backend.backend()}: {k} unfrozen, {path}: "
-                  f"{result[f'{k} {path}']:.0f} img/s", file=sys.stderr, flush=True)
+            result[f"{k} {path}"] = [images * epochs / timed, dtype]
+            print(f"  {keras.backend.backend()}: {k} unfrozen, {path}, {dtype}: "
+                  f"{images * epochs / timed:.0f} img/s", file=sys.stderr, flush=True)
             keras.backend.clear_session()
     return result
 
@@ -72,6 +79,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each backend, alternated")
     parser.add_argument("--only", type=int, nargs="*", default=list(range(6)),
                         help="unfrozen block counts")
+    parser.add_argument("--precision", choices=PRECISIONS, nargs="+", default=["auto"],
+                        help="VGGSEARCH_PRECISION for every backend, one run each "
+                             "(auto: as a trial computes)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -84,30 +94,36 @@ def main() -> None:
     backends = [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
     print(f"backends: {', '.join(backends)} (not installed: "
           f"{', '.join(set(BACKENDS) - set(backends)) or 'none'})")
+    runs = [(backend, precision) for precision in args.precision for backend in backends]
     speeds: dict[tuple, list[float]] = {}
+    dtypes: dict[tuple, str] = {}
     for _ in range(args.rounds):
-        for backend in backends:
+        for backend, precision in runs:
             child = subprocess.run(
                 [sys.executable, __file__, "--child", "--images", str(args.images), "--epochs",
                  str(args.epochs), "--only", *map(str, args.only)],
-                env={**os.environ, "KERAS_BACKEND": backend}, stdout=subprocess.PIPE, text=True)
+                env={**os.environ, "KERAS_BACKEND": backend, "VGGSEARCH_PRECISION": precision},
+                stdout=subprocess.PIPE, text=True)
             if child.returncode:
-                sys.exit(f"{backend}: failed (exit {child.returncode})")
-            for cell, speed in json.loads(child.stdout.splitlines()[-1]).items():
+                sys.exit(f"{backend}, {precision}: failed (exit {child.returncode})")
+            for cell, (speed, dtype) in json.loads(child.stdout.splitlines()[-1]).items():
                 k, path = cell.split()
-                speeds.setdefault((int(k), backend, path), []).append(speed)
+                speeds.setdefault((int(k), backend, precision, path), []).append(speed)
+                dtypes[(int(k), backend, precision, path)] = DTYPE_LABELS[dtype]
 
-    columns = [(b, path) for b in backends for path in PATHS]
+    columns = [(backend, precision, path) for backend, precision in runs for path in PATHS]
     table = Table(title=f"training images/s, median of {args.rounds} runs of {args.images} images "
                         f"x {args.epochs} epochs after a warm-up; batch {BATCH_SIZE}, "
-                        f"{IMAGE_SIZE} px; (ratio to the row's fastest)")
+                        f"{IMAGE_SIZE} px; (ratio to the row's fastest) and the precision "
+                        "computed in")
     table.add_column("unfrozen", justify="right")
-    for backend, path in columns:
-        table.add_column(f"{backend} {path}", justify="right")
+    for backend, precision, path in columns:
+        table.add_column(f"{backend} {path}\n{precision}", justify="right")
     for k in args.only:
         row = {c: statistics.median(speeds[(k, *c)]) for c in columns}
         fastest = max(row.values())
-        table.add_row(str(k), *[f"{row[c]:.0f} ({row[c] / fastest:.2f})" for c in columns])
+        table.add_row(str(k), *[f"{row[c]:.0f} ({row[c] / fastest:.2f}) {dtypes[(k, *c)]}"
+                                for c in columns])
     Console(width=160).print(table)
 
 

@@ -27,7 +27,8 @@ SMALLEST = {
                       "--retrain-epochs", "1", "--retrain-subset", "200"],
     "pruners.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "2", "--configs", "3",
                    "--orders", "5"],
-    "backends.py": ["--images", "64", "--epochs", "1", "--rounds", "1", "--only", "0"],
+    "backends.py": ["--images", "64", "--epochs", "1", "--rounds", "1", "--only", "1",
+                    "--precision", "float32", "mixed_bfloat16"],
 }
 
 
