@@ -172,12 +172,13 @@ def main() -> None:
         table.add_column(column, justify="right")
     for (k, strength), slow, naive_s, trial in zip(configs, runs, naive_seconds, trials):
         epochs_run = trial.user_attrs.get("epochs_run", 0)
-        ended = (f"pruned after {epochs_run}" if trial.state == optuna.trial.TrialState.PRUNED
-                 else f"{trial.state.name.lower()}, {epochs_run}")
+        epochs = f"{epochs_run} epoch{'s' * (epochs_run != 1)}"
+        ended = (f"pruned after {epochs}" if trial.state == optuna.trial.TrialState.PRUNED
+                 else f"{trial.state.name.lower()}, {epochs}")
         table.add_row(str(k), f"{strength:g}", f"{slow.images_per_second:.0f}", f"{naive_s:.1f}",
                       f"{max(e[MONITOR] for e in slow.epochs):.4f}",
                       f"{trial.user_attrs.get('images_per_second', 0):.0f}",
-                      f"{trial.user_attrs['seconds']:.1f}", f"{ended} epochs",
+                      f"{trial.user_attrs['seconds']:.1f}", ended,
                       f"{best_val(trial):.4f}",
                       f"{naive_s / trial.user_attrs['seconds']:.1f}x")
     console = Console(width=180)  # a full-width table in logs and pipes too

@@ -198,7 +198,8 @@ def trial_line(trial: optuna.trial.FrozenTrial) -> str:
              f" in {attrs.get('compute_dtype', 'float32')}")
     if trial.state == optuna.trial.TrialState.PRUNED:
         last = trial.intermediate_values.get(max(trial.intermediate_values, default=-1))
-        return (f"trial {trial.number} pruned after {attrs.get('epochs_run', 0)} epochs at "
+        epochs_run = attrs.get("epochs_run", 0)
+        return (f"trial {trial.number} pruned after {epochs_run} epoch{'s' * (epochs_run != 1)} at "
                 f"val_accuracy {last:.4f} ({attrs.get('pruned_reason', '')}) [{config}; {speed}]")
     if "not_run" in attrs:
         return f"trial {trial.number} {attrs['not_run']}"
