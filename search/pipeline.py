@@ -30,7 +30,7 @@ from search.shared_study import (check_not_surplus, record_retrained, retrain_cl
 from search.space import DEFAULT_SPACE, Space
 from search.worker import DEFAULT_MEMORY_LIMIT_MB, TrialsJob, run_trials, run_trials_here
 from search.study import (DEFAULT_EPOCHS, DEFAULT_SUBSET, DEFAULT_VAL_FRACTION, FINISHED,
-                          SearchSettings, best_trial, check_engine, connect,
+                          SearchSettings, best_trial, check_engine, check_pruning_steps, connect,
                           count_finished, default_storage, load_study, open_study, trial_counts)
 
 
@@ -78,6 +78,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
     split_for_search(data, val_fraction, subset)  # a split that cannot be made is an error now
     study = open_study(connect(url), study_name or data.name, settings, seed, pruner)
     check_engine(study, f"keras-tuner/{keras_tuner}" if keras_tuner else "optuna")
+    check_pruning_steps(study)
     note_settings(study, settings, trials)  # for the dashboard; the report replaces it
 
     out_dir = Path(studies_dir) / study.study_name

@@ -141,6 +141,16 @@ def check_engine(study: optuna.Study, engine: str) -> None:
                         f"{engine}; use the same engine to resume, or another --study name")
 
 
+def check_pruning_steps(study: optuna.Study) -> None:
+    """Trials report epochs done (1..epochs) as their pruning step; vggsearch before 2026-11-24
+    reported Keras's epoch index (0..epochs-1), and a resume would have the pruner compare one
+    epoch of new trials with two of old ones."""
+    if any(0 in t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        raise UserError(f"study {study.study_name!r} was made by an older vggsearch that counted "
+                        "pruning steps from 0, so its search cannot be resumed (retrain, report "
+                        "and export still work): search under another --study name")
+
+
 def load_study(storage, name: str) -> tuple[optuna.Study, SearchSettings]:
     """An existing study made by vggsearch, and its settings."""
     check_study_name(name)

@@ -1,6 +1,7 @@
 """Every mistake a user can make: one clear line on stderr, exit status 2, no traceback, and a
 study that is still intact afterwards."""
 import shutil
+import sqlite3
 
 import numpy as np
 import pytest
@@ -118,6 +119,25 @@ def test_other_settings_are_refused_and_the_study_is_intact(studies):
     assert other.returncode == 2
     assert "exists with other settings" in other.stderr and "image_size" in other.stderr
     assert [(t.number, t.state) for t in study_trials(studies, "digits")] == before
+
+
+def test_a_study_with_steps_from_0_is_not_resumed_and_stays_intact(studies):
+    """Before 2026-11-24 trials reported Keras's 0-based epoch index as the pruning step (made
+    here by shifting a study's steps down by one): resuming would mix the two counts."""
+    first = run_cli("search", "--dataset", "digits", *QUICK, "--trials", "1", "--no-retrain",
+                    "--studies-dir", studies)
+    assert first.returncode == 0, first.stderr
+    with sqlite3.connect(studies / "vggsearch.db") as db:
+        db.execute("UPDATE trial_intermediate_values SET step = step - 1")
+    before = [(t.number, t.state, t.intermediate_values) for t in study_trials(studies, "digits")]
+    assert 0 in before[0][2]
+    resumed = run_cli("search", "--dataset", "digits", *QUICK, "--trials", "2", "--no-retrain",
+                      "--studies-dir", studies)
+    assert resumed.returncode == 2 and "Traceback" not in resumed.stderr
+    assert "counted pruning steps from 0" in resumed.stderr, resumed.stderr
+    assert [(t.number, t.state, t.intermediate_values)
+            for t in study_trials(studies, "digits")] == before
+    assert run_cli("report", "--study", "digits", "--studies-dir", studies).returncode == 0
 
 
 def test_commands_on_a_missing_study_or_model(studies, capsys):
