@@ -40,7 +40,7 @@ from search.data import load_dataset, split_for_search  # noqa: E402
 from search.model import N_BLOCKS, assemble, build_suffix, frozen_prefix, load_vgg16, weights_id  # noqa: E402
 from search.objective import Objective  # noqa: E402
 from search.preprocess import augmenter, prepare  # noqa: E402
-from search.progress import task  # noqa: E402
+from search.progress import counted, task  # noqa: E402
 from search.space import DEFAULT_SPACE, Space  # noqa: E402
 from search.study import DEFAULT_EPOCHS, MONITOR, make_pruner  # noqa: E402
 from search.train import EpochLog, n_batches  # noqa: E402
@@ -171,8 +171,7 @@ def main() -> None:
                    "study s (with cache)", "study trial", "study best val", "speed-up"]:
         table.add_column(column, justify="right")
     for (k, strength), slow, naive_s, trial in zip(configs, runs, naive_seconds, trials):
-        epochs_run = trial.user_attrs.get("epochs_run", 0)
-        epochs = f"{epochs_run} epoch{'s' * (epochs_run != 1)}"
+        epochs = counted(trial.user_attrs.get("epochs_run", 0), "epoch")
         ended = (f"pruned after {epochs}" if trial.state == optuna.trial.TrialState.PRUNED
                  else f"{trial.state.name.lower()}, {epochs}")
         table.add_row(str(k), f"{strength:g}", f"{slow.images_per_second:.0f}", f"{naive_s:.1f}",

@@ -21,7 +21,7 @@ from search.model import N_BLOCKS, load_vgg16, suffix_dtype, weights_id
 from search.memory import anon_rss_mb
 from search.objective import Objective
 from search.preview import preview
-from search.progress import console, new_progress
+from search.progress import console, counted, new_progress
 from search.dashboard import note_report, note_settings, upload_best
 from search.report import add_exports, markdown, write_atomic, write_report
 from search.retrain import ensemble_accuracy, evaluate, retrain, top_trials
@@ -199,8 +199,8 @@ def trial_line(trial: optuna.trial.FrozenTrial) -> str:
              f" in {attrs.get('compute_dtype', 'float32')}")
     if trial.state == optuna.trial.TrialState.PRUNED:
         last = trial.intermediate_values.get(max(trial.intermediate_values, default=-1))
-        epochs_run = attrs.get("epochs_run", 0)
-        return (f"trial {trial.number} pruned after {epochs_run} epoch{'s' * (epochs_run != 1)} at "
+        epochs = counted(attrs.get("epochs_run", 0), "epoch")
+        return (f"trial {trial.number} pruned after {epochs} at "
                 f"val_accuracy {last:.4f} ({attrs.get('pruned_reason', '')}) [{config}; {speed}]")
     if "not_run" in attrs:
         return f"trial {trial.number} {attrs['not_run']}"

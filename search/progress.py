@@ -10,6 +10,11 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 console = Console(stderr=True, soft_wrap=True)  # log lines stay whole in pipes
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 epoch', '3 epochs': for the lines a job prints."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def new_progress() -> Progress:
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
