@@ -5,8 +5,10 @@ the frozen blocks once (search/cache.py), instead of augmenting every batch anew
 frozen blocks each step. This trains the same configuration (bench/compare.py's) three ways, for
 several seeds (the seed also draws the views): online augmentation through the whole network
 (bench/compare.py's naive loop), the cached views (vggsearch's engine), and no augmentation.
+The naive loop has no learning-rate warm-up; the other two warm up as trials do, unless
+`--warmup-images 0`, which leaves the views the only difference from online augmentation.
 
-    python bench/augment_views.py --weights PATH [--epochs 4 --only 2 --seeds 3]
+    python bench/augment_views.py --weights PATH [--epochs 4 --only 2 --seeds 3 --warmup-images N]
 
 Prints the best validation accuracy of each way per seed, their means, and the seconds of each way.
 """
@@ -30,7 +32,7 @@ from compare import arg_parser, load_data, naive, params_for  # noqa: E402  (thi
 from search.cache import FeatureCache  # noqa: E402
 from search.model import weights_id  # noqa: E402
 from search.study import MONITOR  # noqa: E402
-from search.train import EpochLog, train_suffix  # noqa: E402
+from search.train import WARMUP_IMAGES, EpochLog, train_suffix  # noqa: E402
 
 WAYS = ("online", "cached views", "none")
 
@@ -39,6 +41,8 @@ def main() -> None:
     parser = arg_parser(__doc__.split("\n\n")[0], epochs=4)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--strength", type=float, default=0.5, help="augmentation strength")
+    parser.add_argument("--warmup-images", type=int, default=WARMUP_IMAGES,
+                        help="learning-rate warm-up of the cached and unaugmented ways")
     args = parser.parse_args()
     data, train, val, base = load_data(args)
     n_classes = len(data.class_names)
@@ -58,7 +62,7 @@ def main() -> None:
                     else:
                         log = EpochLog(len(train.labels))
                         train_suffix(params, cache, train, val, n_classes, args.epochs, seed,
-                                     [log])
+                                     [log], warmup_images=args.warmup_images)
                     seconds[way] += time.perf_counter() - started
                     best[k, seed, way] = max(e[MONITOR] for e in log.epochs)
                     keras.backend.clear_session()
@@ -66,8 +70,8 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     table = Table(title=f"{args.dataset}: {args.train} training / {args.val} validation images, "
-                        f"{args.epochs} epochs, augmentation strength {args.strength:g}: best "
-                        "validation accuracy")
+                        f"{args.epochs} epochs, augmentation strength {args.strength:g}, warm-up "
+                        f"over {args.warmup_images} images (not online): best validation accuracy")
     for column in ["unfrozen", "seed", *WAYS, "cached - online"]:
         table.add_column(column, justify="right")
     for k in args.only or [2]:

@@ -13,7 +13,7 @@ SMALLEST = {
     "compare.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "1", "--naive-epochs", "1",
                    "--only", "0"],
     "augment_views.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "1", "--seeds", "1",
-                         "--only", "0"],
+                         "--only", "0", "--warmup-images", "0"],
     "cache_dtype.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "1", "--only", "0"],
     "fidelity.py": [*DIGITS, "--sizes", "40", "80", "--val", "40", "--epochs", "1", "--configs",
                     "2"],
