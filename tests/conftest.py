@@ -23,6 +23,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# A shell runs a background job (`pytest &`, nohup) with Ctrl-C ignored, and the processes it
+# starts inherit that: the tests stop servers and searches with Ctrl-C (SIGINT), so a handled
+# SIGINT here, which exec resets to the default, gives them back the real key.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def find_assets() -> Path:
     if os.environ.get("VGGSEARCH_ASSETS"):
