@@ -42,6 +42,16 @@ WEIGHTS = ASSETS / "keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernel
 TINY_SPACE = ROOT / "tests" / "spaces" / "tiny.toml"
 
 
+# pytest-xdist's two workers (pyproject.toml) take the test files in this order: the longest first,
+# so that they finish together rather than one running test_workers' searches alone at the end.
+LONGEST_FIRST = ("test_workers.py", "test_memory.py", "test_resume.py", "test_bench.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a module
+
+
 def pytest_report_header(config):
     found = "found" if ASSETS.is_dir() else "absent: tests that need them skip"
     return f"vggsearch assets (VGG16 weights, Keras datasets): {ASSETS} ({found})"

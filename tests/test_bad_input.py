@@ -109,35 +109,44 @@ def test_a_bad_precision_is_one_line_and_status_2(studies, monkeypatch, capsys):
     assert stderr.startswith("error: VGGSEARCH_PRECISION must be one of auto, float32"), stderr
 
 
-def test_other_settings_are_refused_and_the_study_is_intact(studies):
-    first = run_cli("search", "--dataset", "digits", *QUICK, "--trials", "1", "--no-retrain",
-                    "--studies-dir", studies)
-    assert first.returncode == 0, first.stderr
-    before = [(t.number, t.state) for t in study_trials(studies, "digits")]
-    other = run_cli("search", "--dataset", "digits", *QUICK, "--trials", "2", "--image-size", "48",
-                    "--studies-dir", studies)
-    assert other.returncode == 2
-    assert "exists with other settings" in other.stderr and "image_size" in other.stderr
+def one_trial_study(studies):
+    """The study `search --dataset digits QUICK --trials 1 --no-retrain` makes, made in this
+    process (its trial too: no worker process to start); returns its trials."""
+    run_search("digits", 1, subset=100, space=TINY_SPACE, weights="none", epochs=1,
+               do_retrain=False, studies_dir=studies, separate_process=False)
+    return study_trials(studies, "digits")
+
+
+def search_again(studies, capsys, *args):
+    """`search` on that study with `args`, in this process: (exit status, stderr)."""
+    capsys.readouterr()  # the first search's output
+    code = main([str(a) for a in ["search", "--dataset", "digits", *QUICK, "--no-retrain",
+                                  "--studies-dir", studies, *args]])
+    return code, capsys.readouterr().err
+
+
+def test_other_settings_are_refused_and_the_study_is_intact(studies, capsys):
+    before = [(t.number, t.state) for t in one_trial_study(studies)]
+    code, stderr = search_again(studies, capsys, "--trials", "2", "--image-size", "48")
+    assert code == 2 and "Traceback" not in stderr
+    assert "exists with other settings" in stderr and "image_size" in stderr
     assert [(t.number, t.state) for t in study_trials(studies, "digits")] == before
 
 
-def test_a_study_with_steps_from_0_is_not_resumed_and_stays_intact(studies):
+def test_a_study_with_steps_from_0_is_not_resumed_and_stays_intact(studies, capsys):
     """Before 2026-11-24 trials reported Keras's 0-based epoch index as the pruning step (made
     here by shifting a study's steps down by one): resuming would mix the two counts."""
-    first = run_cli("search", "--dataset", "digits", *QUICK, "--trials", "1", "--no-retrain",
-                    "--studies-dir", studies)
-    assert first.returncode == 0, first.stderr
+    one_trial_study(studies)
     with sqlite3.connect(studies / "vggsearch.db") as db:
         db.execute("UPDATE trial_intermediate_values SET step = step - 1")
     before = [(t.number, t.state, t.intermediate_values) for t in study_trials(studies, "digits")]
     assert 0 in before[0][2]
-    resumed = run_cli("search", "--dataset", "digits", *QUICK, "--trials", "2", "--no-retrain",
-                      "--studies-dir", studies)
-    assert resumed.returncode == 2 and "Traceback" not in resumed.stderr
-    assert "counted pruning steps from 0" in resumed.stderr, resumed.stderr
+    code, stderr = search_again(studies, capsys, "--trials", "2")
+    assert code == 2 and "Traceback" not in stderr
+    assert "counted pruning steps from 0" in stderr, stderr
     assert [(t.number, t.state, t.intermediate_values)
             for t in study_trials(studies, "digits")] == before
-    assert run_cli("report", "--study", "digits", "--studies-dir", studies).returncode == 0
+    assert main(["report", "--study", "digits", "--studies-dir", str(studies)]) == 0
 
 
 def test_commands_on_a_missing_study_or_model(studies, capsys):

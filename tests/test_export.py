@@ -13,6 +13,7 @@ from conftest import ROOT, WEIGHTS, run_cli
 from search.data import load_dataset
 from search.export import FORMATS
 from search.exported import load_exported
+from search.pipeline import run_search
 from search.predict import predict_files
 from search.preprocess import to_rgb, vgg16_inputs
 from search.retrain import ensemble_accuracy
@@ -27,11 +28,9 @@ def studies(tmp_path_factory):
     exported in every format."""
     studies = tmp_path_factory.mktemp("export") / "studies"
     weights = str(WEIGHTS) if WEIGHTS.is_file() else "none"
-    done = run_cli("search", "--dataset", "digits", "--subset", "400", "--trials", "3",
-                   "--epochs", "2", "--pruner", "none", "--seed", "0", "--weights", weights,
-                   "--space", ROOT / "tests" / "spaces" / "steady.toml", "--ensemble", "2",
-                   "--retrain-subset", "400", "--studies-dir", studies)
-    assert done.returncode == 0, done.stderr
+    run_search("digits", 3, subset=400, epochs=2, pruner="none", seed=0, weights=weights,
+               space=ROOT / "tests" / "spaces" / "steady.toml", ensemble=2, retrain_subset=400,
+               studies_dir=studies, separate_process=False)  # no worker process to start
     exported = run_cli("export", "--study", "digits", "--format", "all", "--studies-dir", studies)
     assert exported.returncode == 0, exported.stderr
     assert "tflite-int8" in exported.stderr and "vs Keras" in exported.stderr
