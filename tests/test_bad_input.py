@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli import main
+from cli import build_parser, main, search_options
 from conftest import TINY_SPACE, WEIGHTS, require, run_cli, study_trials
 from search.errors import UserError
 from search.pipeline import run_search
@@ -109,19 +109,23 @@ def test_a_bad_precision_is_one_line_and_status_2(studies, monkeypatch, capsys):
     assert stderr.startswith("error: VGGSEARCH_PRECISION must be one of auto, float32"), stderr
 
 
+# A search with QUICK's settings that retrains nothing; the tests add --trials and more.
+SEARCH = ["search", "--dataset", "digits", *QUICK, "--no-retrain"]
+
+
 def one_trial_study(studies):
-    """The study `search --dataset digits QUICK --trials 1 --no-retrain` makes, made in this
-    process (its trial too: no worker process to start); returns its trials."""
-    run_search("digits", 1, subset=100, space=TINY_SPACE, weights="none", epochs=1,
-               do_retrain=False, studies_dir=studies, separate_process=False)
+    """The study `SEARCH --trials 1` makes, made in this process (its trial too: no worker process
+    to start) from the same options the CLI parses; returns its trials."""
+    args = build_parser().parse_args([str(a) for a in [*SEARCH, "--trials", 1,
+                                                       "--studies-dir", studies]])
+    run_search(args.dataset, args.trials, separate_process=False, **search_options(args))
     return study_trials(studies, "digits")
 
 
 def search_again(studies, capsys, *args):
-    """`search` on that study with `args`, in this process: (exit status, stderr)."""
+    """`SEARCH args` on that study, in this process: (exit status, stderr)."""
     capsys.readouterr()  # the first search's output
-    code = main([str(a) for a in ["search", "--dataset", "digits", *QUICK, "--no-retrain",
-                                  "--studies-dir", studies, *args]])
+    code = main([str(a) for a in [*SEARCH, "--studies-dir", studies, *args]])
     return code, capsys.readouterr().err
 
 
