@@ -168,8 +168,8 @@ def cmd_search(args) -> None:
     if args.dashboard:
         from search.dashboard import serve_in_background
 
-        url = serve_in_background(storage_url(args), args.studies_dir, "127.0.0.1",
-                                  args.dashboard_port)
+        url, _ = serve_in_background(storage_url(args), args.studies_dir, "127.0.0.1",
+                                     args.dashboard_port)
         console.print(f"optuna-dashboard (while this search runs): {url}")
     keras_tuner = args.tuner if args.engine == "keras-tuner" else None
     with graceful():
@@ -304,17 +304,12 @@ def cmd_predict(args) -> None:
 
 
 def cmd_dashboard(args) -> None:
-    import optuna_dashboard
+    from search.dashboard import serve_in_background
 
-    from search.dashboard import artifact_store
-    from search.study import connect
-
-    storage = connect(storage_url(args))
-    console.print(f"optuna-dashboard on {storage_url(args)}: http://{args.host}:{args.port}/ "
-                  "(Ctrl-C stops it)")
+    url, server = serve_in_background(storage_url(args), args.studies_dir, args.host, args.port)
+    console.print(f"optuna-dashboard on {storage_url(args)}: {url} (Ctrl-C stops it)")
     try:
-        optuna_dashboard.run_server(storage, host=args.host, port=args.port,
-                                    artifact_store=artifact_store(args.studies_dir))
+        server.join()
     except KeyboardInterrupt:
         console.print("dashboard stopped")
 

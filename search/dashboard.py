@@ -21,9 +21,11 @@ def artifact_store(studies_dir) -> optuna.artifacts.FileSystemArtifactStore:
     return optuna.artifacts.FileSystemArtifactStore(str(path))
 
 
-def serve_in_background(storage_url: str, studies_dir, host: str, port: int) -> str:
-    """optuna-dashboard in a daemon thread of this process, for as long as it runs (the trials
-    run in worker processes, so it does not slow them); returns its URL."""
+def serve_in_background(storage_url: str, studies_dir, host: str, port: int):
+    """optuna-dashboard in a daemon thread of this process: returns (its URL, the thread). During
+    a search the trials run in worker processes, so it does not slow them; `cli.py dashboard`
+    waits on the thread, so that Ctrl-C reaches the main thread and never a request being
+    answered (wsgiref logs an exception raised there, KeyboardInterrupt included, and serves on)."""
     import socket
     import threading
 
@@ -37,10 +39,11 @@ def serve_in_background(storage_url: str, studies_dir, host: str, port: int) -> 
             probe.bind((host, port))
         except OSError as err:
             raise UserError(f"cannot serve the dashboard on {host}:{port}: {err.strerror}") from None
-    threading.Thread(target=run_server, args=(connect(storage_url),), daemon=True,
-                     kwargs={"host": host, "port": port,
-                             "artifact_store": artifact_store(studies_dir)}).start()
-    return f"http://{host}:{port}/"
+    server = threading.Thread(target=run_server, args=(connect(storage_url),), daemon=True,
+                              kwargs={"host": host, "port": port,
+                                      "artifact_store": artifact_store(studies_dir)})
+    server.start()
+    return f"http://{host}:{port}/", server
 
 
 def note_settings(study: optuna.Study, settings: SearchSettings, trials: int) -> None:
