@@ -44,7 +44,8 @@ TINY_SPACE = ROOT / "tests" / "spaces" / "tiny.toml"
 
 # pytest-xdist's two workers (pyproject.toml) take the test files in this order: the longest first,
 # so that they finish together rather than one running test_workers' searches alone at the end.
-LONGEST_FIRST = ("test_workers.py", "test_memory.py", "test_resume.py", "test_bench.py")
+LONGEST_FIRST = ("test_workers.py", "test_bench.py", "test_cli_end_to_end.py", "test_export.py",
+                 "test_resume.py", "test_settings.py")
 
 
 def pytest_collection_modifyitems(items):
