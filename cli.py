@@ -312,6 +312,8 @@ def cmd_dashboard(args) -> None:
         server.join()
     except KeyboardInterrupt:
         console.print("dashboard stopped")
+        return
+    raise UserError("the dashboard's server stopped by itself (its error is above)")
 
 
 def cmd_list(args) -> None:

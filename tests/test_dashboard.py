@@ -11,6 +11,7 @@ import urllib.request
 import optuna
 import pytest
 
+from cli import main
 from conftest import ROOT, free_port, run_cli, serving_dashboard, studies_served
 
 
@@ -70,3 +71,14 @@ def test_a_taken_port_is_one_clear_error(studies):
     assert done.returncode == 2, done.stderr
     assert f"cannot serve the dashboard on 127.0.0.1:{port}" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_server_that_stops_by_itself_is_not_a_success(monkeypatch, studies):
+    import optuna_dashboard
+
+    def broken(*args, **kwargs):
+        raise OSError("the socket went away")
+
+    monkeypatch.setattr(optuna_dashboard, "run_server", broken)
+    assert main(["dashboard", "--port", str(free_port()), "--studies-dir", str(studies)]) == 2
