@@ -306,8 +306,9 @@ def cmd_predict(args) -> None:
 def cmd_dashboard(args) -> None:
     from search.dashboard import serve_in_background
 
-    url, server = serve_in_background(storage_url(args), args.studies_dir, args.host, args.port)
-    console.print(f"optuna-dashboard on {storage_url(args)}: {url} (Ctrl-C stops it)")
+    storage = storage_url(args)
+    url, server = serve_in_background(storage, args.studies_dir, args.host, args.port)
+    console.print(f"optuna-dashboard on {storage}: {url} (Ctrl-C stops it)")
     try:
         server.join()
     except KeyboardInterrupt:

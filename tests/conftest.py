@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -132,6 +133,31 @@ def serving_dashboard(*args):
     finally:
         server.send_signal(signal.SIGINT)
         _, server.output = server.communicate(timeout=30)
+
+
+@contextmanager
+def reading(port: int, every: float):
+    """Ask the dashboard on `port` for its studies every `every` seconds (0: back to back) in a
+    thread: yields the list of answers (study names, or the error of a request that failed),
+    complete at the block's end."""
+    answers, stop = [], threading.Event()
+
+    def read():
+        while not stop.wait(every):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies",
+                                            timeout=10) as r:
+                    answers.append([s["study_name"] for s in json.load(r)["study_summaries"]])
+            except OSError as err:
+                answers.append(err)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        thread.join()
 
 
 def require_server(host: str, port: int, what: str) -> None:

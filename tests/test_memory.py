@@ -1,6 +1,6 @@
-"""Memory stays bounded over many trials: TensorFlow keeps memory of every model a process has
-trained (+70 to +90 MB a trial, see search.worker), so the trials run in a worker process that is
-replaced when its memory passes a limit after a trial."""
+"""Memory stays bounded however many trials run: TensorFlow keeps memory of every model a process
+has trained (+70 to +90 MB a trial, see search.worker), so the trials run in a worker process that
+is replaced when its memory passes a limit after a trial."""
 import pytest
 
 from conftest import TINY_SPACE, run_cli, study_trials

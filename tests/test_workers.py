@@ -1,16 +1,12 @@
 """Three worker processes on one study in each shared storage (a journal file, PostgreSQL,
 Redis): `search --workers 2` on one host and a single worker on another, which is killed, while
 optuna-dashboard reads the study."""
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -18,7 +14,8 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from conftest import ROOT, TINY_SPACE, serving_dashboard, storage_url, studies_served
+from conftest import (ROOT, TINY_SPACE, reading, serving_dashboard, storage_url,
+                      studies_served)
 from search.study import connect
 from search.worker import visible_gpus
 
@@ -52,7 +49,7 @@ def test_a_killed_worker_loses_nothing(kind, studies, tmp_path):
                                   stderr=logs[0].open("w")),
                  subprocess.Popen([*command, "--seed", "1"], cwd=ROOT, env=env,
                                   stderr=logs[1].open("w"))]
-        with _reading(port) as answers:
+        with reading(port, every=0.5) as answers:
             try:
                 victim, pid = _kill_a_host_mid_trial(hosts[1], name, url)
                 hosts[0].wait(timeout=300)
@@ -80,30 +77,6 @@ def test_a_killed_worker_loses_nothing(kind, studies, tmp_path):
         assert output.count("test accuracy") == 1  # retrained and reported once
     finally:
         optuna.delete_study(study_name=name, storage=connect(url))
-
-
-@contextmanager
-def _reading(port: int):
-    """Ask the dashboard on `port` for its studies twice a second in a thread: yields the list of
-    answers (study names, or the error of a request that failed), complete at the block's end."""
-    answers, stop = [], threading.Event()
-
-    def read():
-        while not stop.wait(0.5):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies",
-                                            timeout=10) as r:
-                    answers.append([s["study_name"] for s in json.load(r)["study_summaries"]])
-            except OSError as err:
-                answers.append(err)
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    try:
-        yield answers
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _kill_a_host_mid_trial(host, name: str, url: str) -> tuple[int, int]:
