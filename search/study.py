@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def connect(url: str):
     trial whose worker died (SIGKILL, power loss) is failed after the grace period and queued
     again, up to MAX_RETRIES times. journal:///FILE: a journal file, for several processes on one
     host. redis://HOST:PORT/DB: a Redis journal, for several hosts."""
-    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
     try:
@@ -73,10 +74,7 @@ def connect(url: str):
         if url.startswith(("sqlite", "postgresql", "mysql")):
             # SQLAlchemy's default MySQL driver is a C extension; PyMySQL is pure Python.
             engine_url = url.replace("mysql://", "mysql+pymysql://", 1)
-            storage = RDBStorage(engine_url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                 grace_period=2 * HEARTBEAT_SECONDS,
-                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                     max_retry=MAX_RETRIES))
+            storage = rdb_storage(engine_url)
         elif url.startswith(JOURNAL):
             storage = JournalStorage(JournalFileBackend(str(path)))
         elif url.startswith("redis://"):
@@ -88,6 +86,31 @@ def connect(url: str):
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot open storage {url}: {reason}") from err
     return storage
+
+
+def rdb_storage(engine_url: str, attempts: int = 5):
+    """Optuna's RDB storage with heartbeats, made again when another process was creating the
+    same fresh database at the same moment.
+
+    RDBStorage creates its tables by check-then-create (SQLAlchemy's create_all, then the alembic
+    revision row), so processes that open a new database together, e.g. the same command started
+    on several hosts, lose to the first with 'table ... already exists' or a unique-constraint
+    violation (optuna/optuna#3044). Once the winner is done the check finds the tables."""
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return RDBStorage(engine_url, heartbeat_interval=HEARTBEAT_SECONDS,
+                              grace_period=2 * HEARTBEAT_SECONDS,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                  max_retry=MAX_RETRIES))
+        except sqlalchemy.exc.DBAPIError as err:
+            lost_race = (isinstance(err, sqlalchemy.exc.IntegrityError)
+                         or "already exists" in str(err))
+            if not lost_race or attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)
 
 
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
