@@ -59,9 +59,9 @@ def search_digits(studies, trials: int, **options) -> dict:
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
-    """A 4-trial KerasTuner Hyperband study on digits, retrained."""
+    """A 4-trial KerasTuner Hyperband study on digits, retrained (briefly: not under test here)."""
     studies = tmp_path_factory.mktemp("keras_tuner") / "studies"
-    search_digits(studies, 4, keras_tuner="hyperband")
+    search_digits(studies, 4, keras_tuner="hyperband", retrain_epochs=1, retrain_subset=300)
     return studies
 
 

@@ -27,7 +27,7 @@ def test_search_never_reads_the_test_set(monkeypatch, studies):
                studies_dir=studies, do_retrain=False, separate_process=False)  # sees the patch
     assert reads == []  # the whole search ran without touching it
     run_search("digits", 2, subset=200, weights="none", space=TINY_SPACE, epochs=1,
-               studies_dir=studies, retrain_epochs=1, separate_process=False)
+               studies_dir=studies, retrain_epochs=1, retrain_subset=100, separate_process=False)
     assert reads == ["digits"]  # read once, by the final evaluation
 
 
