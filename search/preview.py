@@ -72,10 +72,12 @@ def draw(panels: dict, class_names: list[str], out: Path, title: str) -> None:
     plt.close(fig)
 
 
-def mosaic(panel: np.ndarray) -> np.ndarray:
-    """(rows, columns, S, S, 3) images -> one uint8 image of them in a grid, GAP white pixels apart."""
-    rows, columns, size = panel.shape[:3]
+def mosaic(panel: np.ndarray, top: int = 0) -> np.ndarray:
+    """(rows, columns, H, W, 3) images -> one uint8 image of them in a grid, GAP white pixels apart
+    and `top` white pixels above each (room for a caption)."""
+    rows, columns, height, width = panel.shape[:4]
     tiles = np.pad(np.clip(panel, 0, 255).astype(np.uint8),
-                   ((0, 0), (0, 0), (0, GAP), (0, GAP), (0, 0)), constant_values=255)
-    grid = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * (size + GAP), columns * (size + GAP), 3)
+                   ((0, 0), (0, 0), (top, GAP), (0, GAP), (0, 0)), constant_values=255)
+    grid = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * (top + height + GAP),
+                                                  columns * (width + GAP), 3)
     return grid[:-GAP, :-GAP]
