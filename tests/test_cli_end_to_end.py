@@ -24,15 +24,15 @@ SEARCH = ["search", "--dataset", "digits", "--subset", "400", "--space", TINY_SP
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    """A 6-trial search with pruning and its retrain, with the real weights, serving
-    optuna-dashboard while it runs: its studies folder, its stderr, and the study names the
-    dashboard listed during the search."""
+    """A 6-trial search with pruning and its retrain (one epoch on every training image), with
+    the real weights, serving optuna-dashboard while it runs: its studies folder, its stderr, and
+    the study names the dashboard listed during the search."""
     studies = tmp_path_factory.mktemp("end_to_end") / "studies"
     port = free_port()
     search = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), *map(str, SEARCH), "--trials", "6", "--weights",
-         str(require(WEIGHTS)), "--dashboard", "--dashboard-port", str(port), "--studies-dir",
-         str(studies)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+         str(require(WEIGHTS)), "--retrain-epochs", "1", "--dashboard", "--dashboard-port",
+         str(port), "--studies-dir", str(studies)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     served = studies_served(port, time.time() + 120, search)
     _, stderr = search.communicate(timeout=900)
     assert search.returncode == 0, stderr
