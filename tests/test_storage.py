@@ -68,14 +68,15 @@ def new_databases(kind, tmp_path, count):
         return
     import sqlalchemy
 
-    server = storage_url(kind, tmp_path).replace("mysql://", "mysql+pymysql://", 1)
-    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    server = storage_url(kind, tmp_path)  # the server's test database, to create the others
+    admin = sqlalchemy.create_engine(server.replace("mysql://", "mysql+pymysql://", 1),
+                                     isolation_level="AUTOCOMMIT")
     names = [f"vggsearch_new_{uuid.uuid4().hex[:8]}" for _ in range(count)]
     with admin.connect() as connection:
         for name in names:
             connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
     try:
-        yield [storage_url(kind, tmp_path).rsplit("/", 1)[0] + f"/{name}" for name in names]
+        yield [f"{server.rsplit('/', 1)[0]}/{name}" for name in names]
     finally:
         with admin.connect() as connection:
             for name in names:
