@@ -11,16 +11,21 @@
 Both use TensorFlow as configured by `import search` (oneDNN on unless you set
 TF_ENABLE_ONEDNN_OPTS yourself) and the same seed per configuration.
 
-    python bench/compare.py --weights PATH [--train 600 --val 300 --epochs 5 --naive-epochs 5]
+    python bench/compare.py --weights PATH [--train 600 --val 300 --epochs 5 --naive-epochs 5
+                                            --seeds 1]
 
 Prints per configuration the training images/s, seconds and best validation accuracy of both (and
 how a study trial ended), the total wall time of each side, the speed-up, the best validation
-accuracy of each side, and the peak RSS of the process.
+accuracy of each side, and the peak RSS of the process. With `--seeds N` the whole comparison runs
+N times on the same data with other seeds (initial weights, batch order, dropout, augmentation,
+and the study's Hyperband brackets through its name), then a table of each run's totals and
+their mean: one seed per configuration cannot tell the two sides' best apart by less than ~0.02.
 """
 from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -65,15 +70,19 @@ def study_space() -> Space:
     return space
 
 
-def study(configs, cache, train, val, n_classes, epochs) -> list[optuna.trial.FrozenTrial]:
+def study(configs, cache, train, val, n_classes, epochs,
+          first_seed: int) -> list[optuna.trial.FrozenTrial]:
     """vggsearch's engine with its defaults: the configurations as the enqueued trials of one
-    study, Hyperband-pruned, sharing one activation cache. Trial i is seeded i, as naive's run i."""
+    study, Hyperband-pruned, sharing one activation cache. Trial i is seeded first_seed + i, as
+    naive's run i. Named by its seed: Hyperband puts a trial in a bracket by a hash of the study's
+    name and the trial's number, and an unnamed study's name is random."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    run = optuna.create_study(direction="maximize", pruner=make_pruner("hyperband", epochs),
-                              sampler=optuna.samplers.TPESampler(seed=0))
+    run = optuna.create_study(study_name=f"compare-seed-{first_seed}", direction="maximize",
+                              pruner=make_pruner("hyperband", epochs),
+                              sampler=optuna.samplers.TPESampler(seed=first_seed))
     for k, strength in configs:
         run.enqueue_trial(params_for(k, strength))
-    run.optimize(Objective(study_space(), cache, train, val, n_classes, epochs, seed=0),
+    run.optimize(Objective(study_space(), cache, train, val, n_classes, epochs, seed=first_seed),
                  n_trials=len(configs))
     return run.trials
 
@@ -141,32 +150,26 @@ def temporary_cache(args: argparse.Namespace, data, base):
                            data.flips_keep_label)
 
 
-def main() -> None:
-    parser = arg_parser(__doc__.split("\n\n")[0], epochs=DEFAULT_EPOCHS, train=600, val=300)
-    parser.add_argument("--naive-epochs", type=int,
-                        help="epochs of each naive run (default: --epochs; the published "
-                             "experiments trained 15)")
-    args = parser.parse_args()
-    naive_epochs = args.naive_epochs or args.epochs
-    data, train, val, base = load_data(args)
+def compare_once(args, data, train, val, base, configs, naive_epochs, first_seed, console):
+    """Both sides once, configuration i seeded first_seed + i; prints the per-configuration table
+    and returns (naive seconds, study seconds, naive best, study best)."""
     n_classes = len(data.class_names)
-    configs = [c for c in CONFIGS if args.only is None or c[0] in args.only]
-    runs, naive_seconds, seconds = [], [], {}
-    for seed, (k, strength) in enumerate(configs):
+    runs, naive_seconds = [], []
+    for i, (k, strength) in enumerate(configs):
         started = time.perf_counter()
         runs.append(naive(base, params_for(k, strength), train, val, n_classes, naive_epochs,
-                          args.image_size, data.flips_keep_label, seed))
+                          args.image_size, data.flips_keep_label, first_seed + i))
         naive_seconds.append(time.perf_counter() - started)
         keras.backend.clear_session()
-    seconds["naive"] = sum(naive_seconds)
     with temporary_cache(args, data, base) as cache:
         started = time.perf_counter()
-        trials = study(configs, cache, train, val, n_classes, args.epochs)
-        seconds["study"] = time.perf_counter() - started
+        trials = study(configs, cache, train, val, n_classes, args.epochs, first_seed)
+        study_seconds = time.perf_counter() - started
 
     table = Table(title=f"{args.dataset}: {args.train} training / {args.val} validation images, "
                         f"{args.image_size} px, weights {Path(args.weights).name}; "
-                        f"naive {naive_epochs} epochs, study at most {args.epochs}")
+                        f"naive {naive_epochs} epochs, study at most {args.epochs}; "
+                        f"seeds {first_seed}-{first_seed + len(configs) - 1}")
     for column in ["unfrozen", "aug", "naive img/s", "naive s", "naive best val", "study img/s",
                    "study s (with cache)", "study trial", "study best val", "speed-up"]:
         table.add_column(column, justify="right")
@@ -180,14 +183,44 @@ def main() -> None:
                       f"{trial.user_attrs['seconds']:.1f}", ended,
                       f"{best_val(trial):.4f}",
                       f"{naive_s / trial.user_attrs['seconds']:.1f}x")
-    console = Console(width=180)  # a full-width table in logs and pipes too
     console.print(table)
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     naive_best = max(max(e[MONITOR] for e in slow.epochs) for slow in runs)
     study_best = max(best_val(t) for t in trials)
-    console.print(f"total: naive {seconds['naive']:.0f} s, study {seconds['study']:.0f} s, "
-                  f"speed-up {seconds['naive'] / seconds['study']:.1f}x; best validation accuracy "
-                  f"naive {naive_best:.4f}, study {study_best:.4f}; peak RSS {peak_gib:.2f} GiB")
+    console.print(f"total: naive {sum(naive_seconds):.0f} s, study {study_seconds:.0f} s, "
+                  f"speed-up {sum(naive_seconds) / study_seconds:.1f}x; best validation accuracy "
+                  f"naive {naive_best:.4f}, study {study_best:.4f}")
+    return sum(naive_seconds), study_seconds, naive_best, study_best
+
+
+def main() -> None:
+    parser = arg_parser(__doc__.split("\n\n")[0], epochs=DEFAULT_EPOCHS, train=600, val=300)
+    parser.add_argument("--naive-epochs", type=int,
+                        help="epochs of each naive run (default: --epochs; the published "
+                             "experiments trained 15)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="run the whole comparison this many times with other seeds")
+    args = parser.parse_args()
+    naive_epochs = args.naive_epochs or args.epochs
+    data, train, val, base = load_data(args)
+    configs = [c for c in CONFIGS if args.only is None or c[0] in args.only]
+    console = Console(width=180)  # a full-width table in logs and pipes too
+    totals = [compare_once(args, data, train, val, base, configs, naive_epochs,
+                           repeat * len(configs), console) for repeat in range(args.seeds)]
+    if args.seeds > 1:
+        table = Table(title="each run's totals")
+        for column in ["seeds", "naive s", "study s", "speed-up", "naive best val",
+                       "study best val", "study - naive"]:
+            table.add_column(column, justify="right")
+        rows = [(f"{r * len(configs)}-{(r + 1) * len(configs) - 1}", *t)
+                for r, t in enumerate(totals)]
+        rows.append(("mean", *map(statistics.mean, zip(*totals))))
+        for seeds, naive_s, study_s, naive_best, study_best in rows:
+            table.add_row(seeds, f"{naive_s:.0f}", f"{study_s:.0f}", f"{naive_s / study_s:.1f}x",
+                          f"{naive_best:.4f}", f"{study_best:.4f}",
+                          f"{study_best - naive_best:+.4f}")
+        console.print(table)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    console.print(f"peak RSS {peak_gib:.2f} GiB")
 
 
 if __name__ == "__main__":

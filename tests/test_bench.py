@@ -11,7 +11,7 @@ from conftest import ROOT
 DIGITS = ["--dataset", "digits", "--weights", "none"]
 SMALLEST = {
     "compare.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "1", "--naive-epochs", "1",
-                   "--only", "0"],
+                   "--only", "0", "--seeds", "2"],
     "augment_views.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "1", "--seeds", "1",
                          "--only", "0", "--warmup-images", "0"],
     "cache_dtype.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "1", "--only", "0"],
