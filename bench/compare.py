@@ -16,14 +16,16 @@ TF_ENABLE_ONEDNN_OPTS yourself) and the same seed per configuration.
 
 Prints per configuration the training images/s, seconds and best validation accuracy of both (and
 how a study trial ended), the total wall time of each side, the speed-up, the best validation
-accuracy of each side, and the peak RSS of the process. With `--seeds N` the whole comparison runs
-N times on the same data with other seeds (initial weights, batch order, dropout, augmentation,
-and the study's Hyperband brackets through its name), then a table of each run's totals and
-their mean: one seed per configuration cannot tell the two sides' best apart by less than ~0.02.
+accuracy of each side, and the peak RSS of its process. With `--seeds N` the whole comparison runs
+N times, each in a fresh process, on the same data with other seeds (initial weights, batch
+order, dropout, augmentation, and the study's Hyperband brackets through its name), then a table
+of each run's totals and their mean: one seed per configuration cannot tell the two sides' best
+apart by less than ~0.02.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import resource
 import statistics
 import sys
@@ -150,9 +152,12 @@ def temporary_cache(args: argparse.Namespace, data, base):
                            data.flips_keep_label)
 
 
-def compare_once(args, data, train, val, base, configs, naive_epochs, first_seed, console):
+def compare_once(args, configs, naive_epochs, first_seed):
     """Both sides once, configuration i seeded first_seed + i; prints the per-configuration table
-    and returns (naive seconds, study seconds, naive best, study best)."""
+    and returns (naive seconds, study seconds, naive best, study best). Run in a fresh process
+    each time: TensorFlow keeps memory of every model a process trains (see search.worker), about
+    5 GiB per comparison at the search's size."""
+    data, train, val, base = load_data(args)
     n_classes = len(data.class_names)
     runs, naive_seconds = [], []
     for i, (k, strength) in enumerate(configs):
@@ -183,6 +188,7 @@ def compare_once(args, data, train, val, base, configs, naive_epochs, first_seed
                       f"{trial.user_attrs['seconds']:.1f}", ended,
                       f"{best_val(trial):.4f}",
                       f"{naive_s / trial.user_attrs['seconds']:.1f}x")
+    console = Console(width=180)  # a full-width table in logs and pipes too
     console.print(table)
     naive_best = max(max(e[MONITOR] for e in slow.epochs) for slow in runs)
     study_best = max(best_val(t) for t in trials)
@@ -201,11 +207,11 @@ def main() -> None:
                         help="run the whole comparison this many times with other seeds")
     args = parser.parse_args()
     naive_epochs = args.naive_epochs or args.epochs
-    data, train, val, base = load_data(args)
     configs = [c for c in CONFIGS if args.only is None or c[0] in args.only]
-    console = Console(width=180)  # a full-width table in logs and pipes too
-    totals = [compare_once(args, data, train, val, base, configs, naive_epochs,
-                           repeat * len(configs), console) for repeat in range(args.seeds)]
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        totals = pool.starmap(compare_once, [(args, configs, naive_epochs, repeat * len(configs))
+                                             for repeat in range(args.seeds)])
+    console = Console(width=180)
     if args.seeds > 1:
         table = Table(title="each run's totals")
         for column in ["seeds", "naive s", "study s", "speed-up", "naive best val",
@@ -219,8 +225,8 @@ def main() -> None:
                           f"{naive_best:.4f}", f"{study_best:.4f}",
                           f"{study_best - naive_best:+.4f}")
         console.print(table)
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    console.print(f"peak RSS {peak_gib:.2f} GiB")
+    peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    console.print(f"peak RSS {peak_gib:.2f} GiB (the largest comparison's process)")
 
 
 if __name__ == "__main__":
