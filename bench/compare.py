@@ -57,6 +57,7 @@ CONFIGS = [(k, s) for k in range(N_BLOCKS + 1) for s in (0.0, 0.5)]
 FIXED = dict(head_units=256, dropout=0.3, batch_size=64)
 LEARNING_RATE = {0: 1e-3}  # head only; fine-tuning uses the low rate below
 FINE_TUNE_RATE = 5e-5
+CONSOLE = Console(width=180)  # full-width tables in logs and pipes too
 
 
 def params_for(k: int, strength: float) -> dict:
@@ -152,6 +153,11 @@ def temporary_cache(args: argparse.Namespace, data, base):
                            data.flips_keep_label)
 
 
+def seed_range(first_seed: int, configs) -> str:
+    """The seeds of one comparison: configuration i is seeded first_seed + i."""
+    return f"{first_seed}-{first_seed + len(configs) - 1}"
+
+
 def compare_once(args, configs, naive_epochs, first_seed):
     """Both sides once, configuration i seeded first_seed + i; prints the per-configuration table
     and returns (naive seconds, study seconds, naive best, study best). Run in a fresh process
@@ -174,7 +180,7 @@ def compare_once(args, configs, naive_epochs, first_seed):
     table = Table(title=f"{args.dataset}: {args.train} training / {args.val} validation images, "
                         f"{args.image_size} px, weights {Path(args.weights).name}; "
                         f"naive {naive_epochs} epochs, study at most {args.epochs}; "
-                        f"seeds {first_seed}-{first_seed + len(configs) - 1}")
+                        f"seeds {seed_range(first_seed, configs)}")
     for column in ["unfrozen", "aug", "naive img/s", "naive s", "naive best val", "study img/s",
                    "study s (with cache)", "study trial", "study best val", "speed-up"]:
         table.add_column(column, justify="right")
@@ -188,11 +194,10 @@ def compare_once(args, configs, naive_epochs, first_seed):
                       f"{trial.user_attrs['seconds']:.1f}", ended,
                       f"{best_val(trial):.4f}",
                       f"{naive_s / trial.user_attrs['seconds']:.1f}x")
-    console = Console(width=180)  # a full-width table in logs and pipes too
-    console.print(table)
+    CONSOLE.print(table)
     naive_best = max(max(e[MONITOR] for e in slow.epochs) for slow in runs)
     study_best = max(best_val(t) for t in trials)
-    console.print(f"total: naive {sum(naive_seconds):.0f} s, study {study_seconds:.0f} s, "
+    CONSOLE.print(f"total: naive {sum(naive_seconds):.0f} s, study {study_seconds:.0f} s, "
                   f"speed-up {sum(naive_seconds) / study_seconds:.1f}x; best validation accuracy "
                   f"naive {naive_best:.4f}, study {study_best:.4f}")
     return sum(naive_seconds), study_seconds, naive_best, study_best
@@ -208,25 +213,24 @@ def main() -> None:
     args = parser.parse_args()
     naive_epochs = args.naive_epochs or args.epochs
     configs = [c for c in CONFIGS if args.only is None or c[0] in args.only]
+    first_seeds = [repeat * len(configs) for repeat in range(args.seeds)]
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        totals = pool.starmap(compare_once, [(args, configs, naive_epochs, repeat * len(configs))
-                                             for repeat in range(args.seeds)])
-    console = Console(width=180)
+        totals = pool.starmap(compare_once, [(args, configs, naive_epochs, first)
+                                             for first in first_seeds])
     if args.seeds > 1:
         table = Table(title="each run's totals")
         for column in ["seeds", "naive s", "study s", "speed-up", "naive best val",
                        "study best val", "study - naive"]:
             table.add_column(column, justify="right")
-        rows = [(f"{r * len(configs)}-{(r + 1) * len(configs) - 1}", *t)
-                for r, t in enumerate(totals)]
+        rows = [(seed_range(first, configs), *t) for first, t in zip(first_seeds, totals)]
         rows.append(("mean", *map(statistics.mean, zip(*totals))))
         for seeds, naive_s, study_s, naive_best, study_best in rows:
             table.add_row(seeds, f"{naive_s:.0f}", f"{study_s:.0f}", f"{naive_s / study_s:.1f}x",
                           f"{naive_best:.4f}", f"{study_best:.4f}",
                           f"{study_best - naive_best:+.4f}")
-        console.print(table)
+        CONSOLE.print(table)
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    console.print(f"peak RSS {peak_gib:.2f} GiB (the largest comparison's process)")
+    CONSOLE.print(f"peak RSS {peak_gib:.2f} GiB (the largest comparison's process)")
 
 
 if __name__ == "__main__":
