@@ -5,6 +5,8 @@ Importing this package sets TensorFlow's environment before TensorFlow is import
 C++ start-up chatter off. A value the user already set wins.
 """
 import os
+import re
+import sys
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -45,4 +47,62 @@ def _quiet_optuna() -> None:
         handler.addFilter(not_expected)
 
 
+class _QuietTensorFlowImport:
+    """An import hook for the first `import tensorflow`: TensorFlow 2.21 logs through absl before
+    absl is initialised, which ignores TF_CPP_MIN_LOG_LEVEL (tensorflow/tensorflow#100442), so every
+    process would start with four lines of 'oneDNN custom operations are on' above a user error's
+    one line. Its C-level stderr goes to a file while the module loads; what the level allows is
+    written back afterwards."""
+
+    RECORD = re.compile(r"([IWEF])\d{4} [\d:.]+ +\d+ \S+:\d+\] ")  # absl's line head
+    NOT_INITIALISED = "WARNING: All log messages before absl::InitializeLog()"
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once, and not for the lookup just below
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+        if spec is not None and hasattr(spec.loader, "exec_module"):
+            load = spec.loader.exec_module
+            spec.loader.exec_module = lambda module: self.filtered(load, module)
+        return spec
+
+    def filtered(self, load, module) -> None:
+        import tempfile
+
+        level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") or 0)
+        sys.stderr.flush()
+        stderr, python_stderr = os.dup(2), sys.stderr
+        with tempfile.TemporaryFile() as captured, open(stderr, "w", closefd=False) as terminal:
+            os.dup2(captured.fileno(), 2)  # the C++ libraries' stderr
+            if python_stderr is sys.__stderr__:  # Python's own warnings go out as they come
+                sys.stderr = terminal
+            try:
+                load(module)
+            finally:
+                sys.stderr = python_stderr
+                terminal.flush()
+                os.dup2(stderr, 2)
+                os.close(stderr)
+                captured.seek(0)
+                sys.stderr.write(self.allowed(captured.read().decode(errors="replace"), level))
+
+    def allowed(self, text: str, level: int) -> str:
+        """absl's records in `text` at or above `level` (0 info, 1 warning, 2 error, 3 fatal), each
+        with the lines that follow it (a record may take several), and any lines before the first."""
+        kept, keep = [], True
+        for line in text.splitlines(keepends=True):
+            record = self.RECORD.match(line)
+            if record:
+                keep = "IWEF".index(record[1]) >= level
+            elif line.startswith(self.NOT_INITIALISED):
+                continue
+            kept += [line] if keep else []
+        return "".join(kept)
+
+
 _quiet_optuna()
+if "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _QuietTensorFlowImport())

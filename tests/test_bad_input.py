@@ -98,6 +98,8 @@ def test_bad_input_is_one_line_and_status_2(case, tmp_path, studies, capsys):
     assert "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], stderr
+    if case in OWN_PROCESS:  # all that a new process prints, TensorFlow's start-up included
+        assert stderr.splitlines() == errors, stderr
 
 
 def test_a_bad_precision_is_one_line_and_status_2(studies, monkeypatch, capsys):
