@@ -72,7 +72,8 @@ class _QuietTensorFlowImport:
     def filtered(self, load, module) -> None:
         import tempfile
 
-        level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") or 0)
+        level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
+        level = int(level) if level.isdigit() else 0  # as TensorFlow reads a value not a number
         sys.stderr.flush()
         stderr, python_stderr = os.dup(2), sys.stderr
         with tempfile.TemporaryFile() as captured, open(stderr, "w", closefd=False) as terminal:
