@@ -4,9 +4,11 @@ Importing this package sets TensorFlow's environment before TensorFlow is import
 (measured 5.6x faster training on the AMD CPUs we run on, where TensorFlow leaves it off) and its
 C++ start-up chatter off. A value the user already set wins.
 """
+import importlib.util
 import os
 import re
 import sys
+import tempfile
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -61,8 +63,6 @@ class _QuietTensorFlowImport:
         if name != "tensorflow":
             return None
         sys.meta_path.remove(self)  # once, and not for the lookup just below
-        import importlib.util
-
         spec = importlib.util.find_spec(name)
         if spec is not None and hasattr(spec.loader, "exec_module"):
             load = spec.loader.exec_module
@@ -70,8 +70,6 @@ class _QuietTensorFlowImport:
         return spec
 
     def filtered(self, load, module) -> None:
-        import tempfile
-
         level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
         level = int(level) if level.isdigit() else 0  # as TensorFlow reads a value not a number
         sys.stderr.flush()
@@ -100,7 +98,8 @@ class _QuietTensorFlowImport:
                 keep = "IWEF".index(record[1]) >= level
             elif line.startswith(self.NOT_INITIALISED):
                 continue
-            kept += [line] if keep else []
+            if keep:
+                kept.append(line)
         return "".join(kept)
 
 
