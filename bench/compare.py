@@ -12,7 +12,7 @@ Both use TensorFlow as configured by `import search` (oneDNN on unless you set
 TF_ENABLE_ONEDNN_OPTS yourself) and the same seed per configuration.
 
     python bench/compare.py --weights PATH [--train 600 --val 300 --epochs 5 --naive-epochs 5
-                                            --seeds 1]
+                                            --seeds 1 --first-rung 1]
 
 Prints per configuration the training images/s, seconds and best validation accuracy of both (and
 how a study trial ended), the total wall time of each side, the speed-up, the best validation
@@ -73,15 +73,15 @@ def study_space() -> Space:
     return space
 
 
-def study(configs, cache, train, val, n_classes, epochs,
-          first_seed: int) -> list[optuna.trial.FrozenTrial]:
+def study(configs, cache, train, val, n_classes, epochs, first_seed: int,
+          first_rung: int = 1) -> list[optuna.trial.FrozenTrial]:
     """vggsearch's engine with its defaults: the configurations as the enqueued trials of one
     study, Hyperband-pruned, sharing one activation cache. Trial i is seeded first_seed + i, as
     naive's run i. Named by its seed: Hyperband puts a trial in a bracket by a hash of the study's
     name and the trial's number, and an unnamed study's name is random."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     run = optuna.create_study(study_name=f"compare-seed-{first_seed}", direction="maximize",
-                              pruner=make_pruner("hyperband", epochs),
+                              pruner=make_pruner("hyperband", epochs, first_rung),
                               sampler=optuna.samplers.TPESampler(seed=first_seed))
     for k, strength in configs:
         run.enqueue_trial(params_for(k, strength))
@@ -174,12 +174,14 @@ def compare_once(args, configs, naive_epochs, first_seed):
         keras.backend.clear_session()
     with temporary_cache(args, data, base) as cache:
         started = time.perf_counter()
-        trials = study(configs, cache, train, val, n_classes, args.epochs, first_seed)
+        trials = study(configs, cache, train, val, n_classes, args.epochs, first_seed,
+                       args.first_rung)
         study_seconds = time.perf_counter() - started
 
     table = Table(title=f"{args.dataset}: {args.train} training / {args.val} validation images, "
                         f"{args.image_size} px, weights {Path(args.weights).name}; "
-                        f"naive {naive_epochs} epochs, study at most {args.epochs}; "
+                        f"naive {naive_epochs} epochs, study at most {args.epochs} (first "
+                        f"rung after {counted(args.first_rung, 'epoch')}); "
                         f"seeds {seed_range(first_seed, configs)}")
     for column in ["unfrozen", "aug", "naive img/s", "naive s", "naive best val", "study img/s",
                    "study s (with cache)", "study trial", "study best val", "speed-up"]:
@@ -208,9 +210,13 @@ def main() -> None:
     parser.add_argument("--naive-epochs", type=int,
                         help="epochs of each naive run (default: --epochs; the published "
                              "experiments trained 15)")
+    parser.add_argument("--first-rung", type=int, default=1,
+                        help="epochs before the study's first Hyperband rung (the engine's: 1)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="run the whole comparison this many times with other seeds")
     args = parser.parse_args()
+    if not 1 <= args.first_rung <= args.epochs:
+        parser.error(f"--first-rung must be from 1 to --epochs ({args.epochs})")
     naive_epochs = args.naive_epochs or args.epochs
     configs = [c for c in CONFIGS if args.only is None or c[0] in args.only]
     first_seeds = [repeat * len(configs) for repeat in range(args.seeds)]
