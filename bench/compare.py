@@ -12,7 +12,7 @@ Both use TensorFlow as configured by `import search` (oneDNN on unless you set
 TF_ENABLE_ONEDNN_OPTS yourself) and the same seed per configuration.
 
     python bench/compare.py --weights PATH [--train 600 --val 300 --epochs 5 --naive-epochs 5
-                                            --seeds 1 --first-rung 1]
+                                            --seeds 1 --first-rung 1 --warmup-images 2048]
 
 Prints per configuration the training images/s, seconds and best validation accuracy of both (and
 how a study trial ended), the total wall time of each side, the speed-up, the best validation
@@ -50,7 +50,7 @@ from search.preprocess import augmenter, prepare  # noqa: E402
 from search.progress import counted, task  # noqa: E402
 from search.space import DEFAULT_SPACE, Space  # noqa: E402
 from search.study import DEFAULT_EPOCHS, MONITOR, make_pruner  # noqa: E402
-from search.train import EpochLog, n_batches  # noqa: E402
+from search.train import WARMUP_IMAGES, EpochLog, n_batches  # noqa: E402
 
 # (unfrozen_blocks, augment_strength): every cut, with and without augmentation.
 CONFIGS = [(k, s) for k in range(N_BLOCKS + 1) for s in (0.0, 0.5)]
@@ -73,8 +73,8 @@ def study_space() -> Space:
     return space
 
 
-def study(configs, cache, train, val, n_classes, epochs, first_seed: int,
-          first_rung: int = 1) -> list[optuna.trial.FrozenTrial]:
+def study(configs, cache, train, val, n_classes, epochs, first_seed: int, first_rung: int = 1,
+          warmup_images: int = WARMUP_IMAGES) -> list[optuna.trial.FrozenTrial]:
     """vggsearch's engine with its defaults: the configurations as the enqueued trials of one
     study, Hyperband-pruned, sharing one activation cache. Trial i is seeded first_seed + i, as
     naive's run i. Named by its seed: Hyperband puts a trial in a bracket by a hash of the study's
@@ -85,8 +85,8 @@ def study(configs, cache, train, val, n_classes, epochs, first_seed: int,
                               sampler=optuna.samplers.TPESampler(seed=first_seed))
     for k, strength in configs:
         run.enqueue_trial(params_for(k, strength))
-    run.optimize(Objective(study_space(), cache, train, val, n_classes, epochs, seed=first_seed),
-                 n_trials=len(configs))
+    run.optimize(Objective(study_space(), cache, train, val, n_classes, epochs, seed=first_seed,
+                           warmup_images=warmup_images), n_trials=len(configs))
     return run.trials
 
 
@@ -175,13 +175,14 @@ def compare_once(args, configs, naive_epochs, first_seed):
     with temporary_cache(args, data, base) as cache:
         started = time.perf_counter()
         trials = study(configs, cache, train, val, n_classes, args.epochs, first_seed,
-                       args.first_rung)
+                       args.first_rung, args.warmup_images)
         study_seconds = time.perf_counter() - started
 
     table = Table(title=f"{args.dataset}: {args.train} training / {args.val} validation images, "
                         f"{args.image_size} px, weights {Path(args.weights).name}; "
                         f"naive {naive_epochs} epochs, study at most {args.epochs} (first "
-                        f"rung after {counted(args.first_rung, 'epoch')}); "
+                        f"rung after {counted(args.first_rung, 'epoch')}, warm-up "
+                        f"{args.warmup_images} images); "
                         f"seeds {seed_range(first_seed, configs)}")
     for column in ["unfrozen", "aug", "naive img/s", "naive s", "naive best val", "study img/s",
                    "study s (with cache)", "study trial", "study best val", "speed-up"]:
@@ -212,6 +213,9 @@ def main() -> None:
                              "experiments trained 15)")
     parser.add_argument("--first-rung", type=int, default=1,
                         help="epochs before the study's first Hyperband rung (the engine's: 1)")
+    parser.add_argument("--warmup-images", type=int, default=WARMUP_IMAGES,
+                        help="the study's learning-rate warm-up (the engine's: %(default)s; the "
+                             "naive loop has none)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="run the whole comparison this many times with other seeds")
     args = parser.parse_args()

@@ -16,7 +16,7 @@ from search.preprocess import ImageSet
 from search.progress import task
 from search.space import Space
 from search.study import MONITOR
-from search.train import EpochLog, n_batches, train_suffix
+from search.train import WARMUP_IMAGES, EpochLog, n_batches, train_suffix
 
 
 class StrictPruningCallback(KerasPruningCallback):
@@ -45,6 +45,7 @@ class Objective:
     seed: int = 0
     progress: object = None  # the command's rich Progress, if it shows one
     worker: int = 0  # which of the worker processes side by side runs it (search --workers)
+    warmup_images: int = WARMUP_IMAGES  # the learning rate's warm-up (bench/compare.py varies it)
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = self.space.sample(trial)
@@ -57,7 +58,8 @@ class Objective:
             try:
                 suffix = train_suffix(params, self.cache, self.train, self.val, self.n_classes,
                                       self.epochs, self.seed + trial.number,
-                                      [log, StrictPruningCallback(trial, MONITOR)])
+                                      [log, StrictPruningCallback(trial, MONITOR)],
+                                      warmup_images=self.warmup_images)
             except optuna.TrialPruned:
                 pruner = type(trial.study.pruner).__name__
                 trial.set_user_attr("pruned_reason", f"stopped by {pruner}")
