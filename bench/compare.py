@@ -75,10 +75,11 @@ def study_space() -> Space:
 
 def study(configs, cache, train, val, n_classes, epochs, first_seed: int, first_rung: int = 1,
           warmup_images: int = WARMUP_IMAGES) -> list[optuna.trial.FrozenTrial]:
-    """vggsearch's engine with its defaults: the configurations as the enqueued trials of one
-    study, Hyperband-pruned, sharing one activation cache. Trial i is seeded first_seed + i, as
-    naive's run i. Named by its seed: Hyperband puts a trial in a bracket by a hash of the study's
-    name and the trial's number, and an unnamed study's name is random."""
+    """vggsearch's engine, with its defaults unless `first_rung` and `warmup_images` say otherwise:
+    the configurations as the enqueued trials of one study, Hyperband-pruned, sharing one
+    activation cache. Trial i is seeded first_seed + i, as naive's run i. Named by its seed:
+    Hyperband puts a trial in a bracket by a hash of the study's name and the trial's number, and
+    an unnamed study's name is random."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     run = optuna.create_study(study_name=f"compare-seed-{first_seed}", direction="maximize",
                               pruner=make_pruner("hyperband", epochs, first_rung),
