@@ -12,7 +12,8 @@ Both use TensorFlow as configured by `import search` (oneDNN on unless you set
 TF_ENABLE_ONEDNN_OPTS yourself) and the same seed per configuration.
 
     python bench/compare.py --weights PATH [--train 600 --val 300 --epochs 5 --naive-epochs 5
-                                            --seeds 1 --first-rung 1 --warmup-images 2048]
+                                            --seeds 1 --first-rung 1 --reduction-factor 3
+                                            --warmup-images 2048]
 
 Prints per configuration the training images/s, seconds and best validation accuracy of both (and
 how a study trial ended), the total wall time of each side, the speed-up, the best validation
@@ -74,15 +75,18 @@ def study_space() -> Space:
 
 
 def study(configs, cache, train, val, n_classes, epochs, first_seed: int, first_rung: int = 1,
+          reduction_factor: int = 3,
           warmup_images: int = WARMUP_IMAGES) -> list[optuna.trial.FrozenTrial]:
-    """vggsearch's engine, with its defaults unless `first_rung` and `warmup_images` say otherwise:
+    """vggsearch's engine, with its defaults unless the pruner's `first_rung` and
+    `reduction_factor` or the trials' `warmup_images` say otherwise:
     the configurations as the enqueued trials of one study, Hyperband-pruned, sharing one
     activation cache. Trial i is seeded first_seed + i, as naive's run i. Named by its seed:
     Hyperband puts a trial in a bracket by a hash of the study's name and the trial's number, and
     an unnamed study's name is random."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     run = optuna.create_study(study_name=f"compare-seed-{first_seed}", direction="maximize",
-                              pruner=make_pruner("hyperband", epochs, first_rung),
+                              pruner=make_pruner("hyperband", epochs, first_rung,
+                                                 reduction_factor),
                               sampler=optuna.samplers.TPESampler(seed=first_seed))
     for k, strength in configs:
         run.enqueue_trial(params_for(k, strength))
@@ -176,13 +180,14 @@ def compare_once(args, configs, naive_epochs, first_seed):
     with temporary_cache(args, data, base) as cache:
         started = time.perf_counter()
         trials = study(configs, cache, train, val, n_classes, args.epochs, first_seed,
-                       args.first_rung, args.warmup_images)
+                       args.first_rung, args.reduction_factor, args.warmup_images)
         study_seconds = time.perf_counter() - started
 
     table = Table(title=f"{args.dataset}: {args.train} training / {args.val} validation images, "
                         f"{args.image_size} px, weights {Path(args.weights).name}; "
                         f"naive {naive_epochs} epochs, study at most {args.epochs} (first "
-                        f"rung after {counted(args.first_rung, 'epoch')}, warm-up "
+                        f"rung after {counted(args.first_rung, 'epoch')}, factor "
+                        f"{args.reduction_factor}, warm-up "
                         f"{args.warmup_images} images); "
                         f"seeds {seed_range(first_seed, configs)}")
     for column in ["unfrozen", "aug", "naive img/s", "naive s", "naive best val", "study img/s",
@@ -214,6 +219,9 @@ def main() -> None:
                              "experiments trained 15)")
     parser.add_argument("--first-rung", type=int, default=1,
                         help="epochs before the study's first Hyperband rung (the engine's: 1)")
+    parser.add_argument("--reduction-factor", type=int, default=3,
+                        help="the study's Hyperband keeps 1 in this many trials at each rung "
+                             "(the engine's: 3)")
     parser.add_argument("--warmup-images", type=int, default=WARMUP_IMAGES,
                         help="the study's learning-rate warm-up (the engine's: %(default)s; the "
                              "naive loop has none)")
@@ -222,6 +230,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.first_rung <= args.epochs:
         parser.error(f"--first-rung must be from 1 to --epochs ({args.epochs})")
+    if args.reduction_factor < 2:
+        parser.error("--reduction-factor must be 2 or more")
     naive_epochs = args.naive_epochs or args.epochs
     configs = [c for c in CONFIGS if args.only is None or c[0] in args.only]
     first_seeds = [repeat * len(configs) for repeat in range(args.seeds)]

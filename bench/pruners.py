@@ -79,12 +79,9 @@ def variants(epochs: int) -> dict:
     """name -> (a new pruner, what a trial adds to Keras's epoch index, from 0, to make its step).
     KerasPruningCallback adds 0, so min_resource=1 is 2 epochs; vggsearch's callback adds 1 (the
     epochs done), so the first rung is 1 epoch."""
-    def hyperband(factor):
-        return lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
-                                                      reduction_factor=factor)
     table = {"none": (partial(make_pruner, "none", epochs), 0)}
     for factor in (2, 3, 4):
-        new = partial(make_pruner, "hyperband", epochs) if factor == 3 else hyperband(factor)
+        new = partial(make_pruner, "hyperband", epochs, reduction_factor=factor)
         table[f"hyperband, factor {factor}, step = epoch index"] = (new, 0)
         table[f"hyperband, factor {factor}, step = epochs done"] = (new, 1)
     table["halving, factor 3, step = epoch index"] = (partial(make_pruner, "halving", epochs), 0)

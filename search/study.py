@@ -113,14 +113,17 @@ def rdb_storage(engine_url: str, attempts: int = 5):
             time.sleep(0.2 * attempt)
 
 
-def make_pruner(name: str, epochs: int, first_rung: int = 1) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, epochs: int, first_rung: int = 1,
+                reduction_factor: int = 3) -> optuna.pruners.BasePruner:
     """Pruners over epochs, the trial's resource: Hyperband by default. `first_rung`: the epochs
-    before Hyperband's or successive halving's first rung (bench/compare.py --first-rung)."""
+    before Hyperband's or successive halving's first rung; `reduction_factor`: 1 in how many
+    trials a rung keeps (the engine: 1 and 3; bench/compare.py varies both)."""
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=first_rung, max_resource=epochs,
-                                              reduction_factor=3)
+                                              reduction_factor=reduction_factor)
     if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung, reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung,
+                                                      reduction_factor=reduction_factor)
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     if name == "none":
