@@ -24,12 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import search  # noqa: E402,F401  (TensorFlow's environment first)
-import keras  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from compare import arg_parser, load_data, naive, params_for  # noqa: E402  (this folder)
 from search.cache import FeatureCache  # noqa: E402
+from search.memory import clear_session  # noqa: E402
 from search.model import weights_id  # noqa: E402
 from search.study import MONITOR  # noqa: E402
 from search.train import WARMUP_IMAGES, EpochLog, train_suffix  # noqa: E402
@@ -65,7 +65,7 @@ def main() -> None:
                                      [log], warmup_images=args.warmup_images)
                     seconds[way] += time.perf_counter() - started
                     best[k, seed, way] = max(e[MONITOR] for e in log.epochs)
-                    keras.backend.clear_session()
+                    clear_session()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

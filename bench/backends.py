@@ -44,6 +44,7 @@ def measure(only: list[int], images: int, epochs: int) -> dict:
     import keras
     import numpy as np
 
+    from search.memory import clear_session
     from search.model import N_BLOCKS, activation_shape, build_suffix, load_vgg16, suffix_dtype
     from search.train import CachedBatches, EpochLog
 
@@ -68,7 +69,7 @@ def measure(only: list[int], images: int, epochs: int) -> dict:
             result[f"{k} {path}"] = [images * epochs / timed, dtype]
             print(f"  {keras.backend.backend()}: {k} unfrozen, {path}, {dtype}: "
                   f"{images * epochs / timed:.0f} img/s", file=sys.stderr, flush=True)
-            keras.backend.clear_session()
+            clear_session()
     return result
 
 

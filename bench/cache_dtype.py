@@ -17,12 +17,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import search  # noqa: E402,F401  (TensorFlow's environment first)
-import keras  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from compare import CONFIGS, arg_parser, load_data, params_for  # noqa: E402  (this folder)
 from search.cache import FeatureCache  # noqa: E402
+from search.memory import clear_session  # noqa: E402
 from search.model import weights_id  # noqa: E402
 from search.train import EpochLog, train_suffix  # noqa: E402
 
@@ -44,7 +44,7 @@ def main() -> None:
                 train_suffix(params_for(k, strength), cache, train, val, len(data.class_names),
                              args.epochs, seed, [log])
                 logs[dtype, k, strength] = log
-                keras.backend.clear_session()
+                clear_session()
             sizes[dtype] = sum(f.stat().st_size for f in (root / dtype).rglob("*.npy"))
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -45,6 +45,7 @@ from rich.table import Table  # noqa: E402
 
 from search.cache import FeatureCache  # noqa: E402
 from search.data import load_dataset, split_for_search  # noqa: E402
+from search.memory import clear_session  # noqa: E402
 from search.model import N_BLOCKS, assemble, build_suffix, frozen_prefix, load_vgg16, weights_id  # noqa: E402
 from search.objective import Objective  # noqa: E402
 from search.preprocess import augmenter, prepare  # noqa: E402
@@ -176,7 +177,7 @@ def compare_once(args, configs, naive_epochs, first_seed):
         runs.append(naive(base, params_for(k, strength), train, val, n_classes, naive_epochs,
                           args.image_size, data.flips_keep_label, first_seed + i))
         naive_seconds.append(time.perf_counter() - started)
-        keras.backend.clear_session()
+        clear_session()
     with temporary_cache(args, data, base) as cache:
         started = time.perf_counter()
         trials = study(configs, cache, train, val, n_classes, args.epochs, first_seed,

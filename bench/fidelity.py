@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compare import arg_parser, load_data, temporary_cache  # noqa: E402  (bench/compare.py)
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -32,6 +31,7 @@ from rich.table import Table  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
+from search.memory import clear_session  # noqa: E402
 from search.preprocess import ImageSet, prepare  # noqa: E402
 from search.space import DEFAULT_SPACE, Space  # noqa: E402
 from search.study import MONITOR  # noqa: E402
@@ -89,7 +89,7 @@ def main() -> None:
                 log = EpochLog(n)
                 train_suffix(params, cache, subsets[n], val, n_classes, args.epochs, i, [log])
                 curves[n].append(log.epochs)
-                keras.backend.clear_session()
+                clear_session()
                 print(f"{n} images, config {i} ({describe(params)}): "
                       + ", ".join(f"{e[MONITOR]:.4f}" for e in log.epochs), flush=True)
             wall[n] = time.perf_counter() - started

@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compare import arg_parser, load_data, temporary_cache  # noqa: E402  (bench/compare.py)
 
-import keras  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from search.memory import clear_session  # noqa: E402
 from search.study import MONITOR  # noqa: E402
 from search.train import WARMUP_IMAGES, EpochLog, train_suffix  # noqa: E402
 
@@ -58,7 +58,7 @@ def main() -> None:
             log = EpochLog(len(train.labels))
             train_suffix(params, cache, train, val, len(data.class_names), args.epochs, seed,
                          [log], warmup_images=args.warmup_images)
-            keras.backend.clear_session()
+            clear_session()
             curves[blocks, rate, seed] = [e[MONITOR] for e in log.epochs]
             seconds[blocks] = seconds.get(blocks, 0.0) + sum(e["seconds"] for e in log.epochs)
             print(f"{blocks} blocks, lr {rate:.1e}, seed {seed}: "

@@ -17,11 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import search  # noqa: E402,F401  (TensorFlow's environment first)
-import keras  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from compare import arg_parser, load_data, params_for, temporary_cache  # noqa: E402  (this folder)
+from search.memory import clear_session  # noqa: E402
 from search.model import N_BLOCKS  # noqa: E402
 from search.study import MONITOR  # noqa: E402
 from search.train import EpochLog, train_suffix  # noqa: E402
@@ -50,7 +50,7 @@ def main() -> None:
                                  args.epochs, seed, [log], dtype=precision)
                     best[k, seed, precision] = max(e[MONITOR] for e in log.epochs)
                     speed[k, seed, precision] = timed_speed(log)
-                    keras.backend.clear_session()
+                    clear_session()
 
     table = Table(title=f"{args.dataset}: {args.train} training / {args.val} validation images, "
                         f"{args.epochs} epochs: best validation accuracy and training images/s")

@@ -36,6 +36,7 @@ import optuna  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from search.memory import clear_session  # noqa: E402
 from search.model import N_BLOCKS  # noqa: E402
 from search.progress import task  # noqa: E402
 from search.study import DEFAULT_EPOCHS, MONITOR, make_pruner  # noqa: E402
@@ -68,7 +69,7 @@ def record(args) -> list[dict]:
                 log, clock = EpochLog(len(train.labels)), Clock(time.perf_counter())
                 train_suffix(params, cache, train, val, len(data.class_names), args.epochs, i,
                              [log, clock])
-                keras.backend.clear_session()
+                clear_session()
                 runs.append({"params": params, "accuracy": [e[MONITOR] for e in log.epochs],
                              "seconds": clock.ends})
                 advance()

@@ -18,7 +18,7 @@ from search.data import BUILTIN, load_dataset, split_for_search, training_images
 from search.errors import LostTrial, SurplusTrial, UserError
 from search.export import CALIBRATION_IMAGES, export, measure, save_model
 from search.model import N_BLOCKS, load_vgg16, suffix_dtype, weights_id
-from search.memory import anon_rss_mb
+from search.memory import anon_rss_mb, clear_session
 from search.objective import Objective
 from search.preview import preview
 from search.progress import console, counted, new_progress
@@ -177,9 +177,7 @@ def study_progress(study: optuna.Study, trials: int, progress):
                                    completed=count_finished(study))
 
     def show(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        import keras
-
-        keras.backend.clear_session()  # frees what it can; see search.worker for what it cannot
+        clear_session()  # the trial's model, graphs and dataset
         finished = study.get_trials(deepcopy=False, states=FINISHED)
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in finished)
         best = max((t.value for t in finished if t.value is not None

@@ -1,10 +1,39 @@
-"""Memory stays bounded however many trials run: TensorFlow keeps memory of every model a process
-has trained (+70 to +90 MB a trial, see search.worker), so the trials run in a worker process that
-is replaced when its memory passes a limit after a trial."""
+"""Memory stays bounded however many trials run: after each trial the process lets go of its model,
+graphs and dataset (search.memory.clear_session), and a worker whose memory passes a limit after a
+trial is replaced by a fresh one (search.worker), for whatever still grows."""
+import gc
+import weakref
+
 import pytest
 
 from conftest import TINY_SPACE, run_cli, study_trials
-from search.memory import anon_rss_mb
+from search.cache import FeatureCache
+from search.data import load_dataset
+from search.memory import anon_rss_mb, clear_session
+from search.model import load_vgg16
+from search.preprocess import prepare
+from search.train import CachedBatches, train_suffix
+
+
+def test_clear_session_lets_go_of_each_trained_suffix_and_its_cached_batches(tmp_path):
+    """TensorFlow 2.21 keeps every traced training step, and with it the batches it read (their
+    memory-mapped cache files), unless clear_session purges its gradient registry."""
+    data = load_dataset("digits")
+    train = prepare(data.x_train[:128], data.y_train[:128], 32)
+    cache = FeatureCache(tmp_path, load_vgg16("none", 32), "none", 32, flips=False)
+    params = dict(unfrozen_blocks=1, augment_strength=0.0, batch_size=32, head_units=16,
+                  dropout=0.0, learning_rate=1e-4)
+    for seed in range(2):
+        before = {id(o) for o in gc.get_objects() if isinstance(o, CachedBatches)}
+        suffix = train_suffix(params, cache, train, None, 10, 1, seed)
+        batches = [weakref.ref(o) for o in gc.get_objects()
+                   if isinstance(o, CachedBatches) and id(o) not in before]
+        variable = weakref.ref(suffix.trainable_variables[0].value)  # TensorFlow's own variable
+        assert batches and variable() is not None
+        del suffix
+        clear_session()
+        assert [b() for b in batches] == [None] * len(batches)
+        assert variable() is None
 
 N_TRIALS = 3
 LIMIT_MB = 1  # under any worker's memory: every worker hands over after its first trial
