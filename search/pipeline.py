@@ -232,6 +232,8 @@ def retrain_and_report(study, settings: SearchSettings, data, cache: FeatureCach
     with new_progress() as progress:
         cache.progress = progress
         for trial in members:
+            if retrained:
+                clear_session()  # the previous member's training graph and batches
             retrained.append(retrain(trial, settings, data, cache, epochs, subset,
                                      progress=progress))
             evaluations.append(evaluate(retrained[-1].model, data, settings.image_size, progress))

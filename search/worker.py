@@ -1,11 +1,12 @@
 """The study's trials, run in a worker process that is replaced when its memory grows.
 
-TensorFlow keeps memory of every model a process has trained, even after `clear_session()` and
-garbage collection (measured here: +70 to +90 MB per trial of a 7 M-parameter suffix, the size of
-its weights and Adam state; keras-team/keras#17458 is still open). A study of 50 trials in one
-process would grow by gigabytes. So the trials run in a worker process; when its anonymous memory
-passes `memory_limit_mb` after a trial, it exits and a fresh worker takes over the same study.
-A worker reloads the data and memory-maps the on-disk activation cache, so a new one costs seconds.
+TensorFlow 2.21 kept every model a process had trained, through its gradient registry, until
+search.memory.clear_session, called after each trial, purged it (before: +150 MB a small trial,
+gigabytes over a 50-trial study). Whatever may still grow in a long process (another library's
+cache, a leak of a later TensorFlow) is bounded here: the trials run in a worker process; when its
+anonymous memory passes `memory_limit_mb` after a trial, it exits and a fresh worker takes over the
+same study. A worker reloads the data and memory-maps the on-disk activation cache, so a new one
+costs seconds.
 
 GPUs: with several workers on a host that has several GPUs, each worker sees one of them
 (CUDA_VISIBLE_DEVICES, set before it imports TensorFlow), round robin.
