@@ -14,6 +14,9 @@ from search.model import load_vgg16
 from search.preprocess import prepare
 from search.train import CachedBatches, train_suffix
 
+N_TRIALS = 3
+LIMIT_MB = 1  # under any worker's memory: every worker hands over after its first trial
+
 
 def test_clear_session_lets_go_of_each_trained_suffix_and_its_cached_batches(tmp_path):
     """TensorFlow 2.21 keeps every traced training step, and with it the batches it read (their
@@ -34,9 +37,6 @@ def test_clear_session_lets_go_of_each_trained_suffix_and_its_cached_batches(tmp
         clear_session()
         assert [b() for b in batches] == [None] * len(batches)
         assert variable() is None
-
-N_TRIALS = 3
-LIMIT_MB = 1  # under any worker's memory: every worker hands over after its first trial
 
 
 @pytest.mark.skipif(anon_rss_mb() is None, reason="RssAnon is read from Linux's /proc")
