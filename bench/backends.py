@@ -11,10 +11,12 @@ computes in the precision a trial would use on that backend (`search.model.suffi
 Speeds on a shared CPU drift between runs, so `--rounds R` alternates the backends R times and
 reports the median of each cell.
 
-    python bench/backends.py [--images 512 --rounds 3 --only 2 3 4 --precision float32 auto]
+    python bench/backends.py [--images 512 --rounds 3 --only 2 3 4 --precision float32 auto
+                              --batch-size 32 64 128]
 
 Prints images/s per suffix, backend and path, each one's ratio to the fastest of the row, and
-the precision it computed in (bf16: mixed_bfloat16).
+the precision it computed in (bf16: mixed_bfloat16). With several `--batch-size` values, one such
+table per batch size, measured in the same rounds.
 """
 from __future__ import annotations
 
@@ -35,11 +37,11 @@ from search.model import PRECISIONS  # noqa: E402
 
 PATHS = ["engine", "plain"]
 BACKENDS = ["tensorflow", "torch"]
-IMAGE_SIZE, N_CLASSES, BATCH_SIZE = 32, 10, 64
+IMAGE_SIZE, N_CLASSES = 32, 10
 DTYPE_LABELS = {"float32": "f32", "mixed_bfloat16": "bf16"}
 
 
-def measure(only: list[int], images: int, epochs: int) -> dict:
+def measure(only: list[int], images: int, epochs: int, batch_size: int) -> dict:
     """In this process's backend: {"k path": [images/s, dtype policy]}."""
     import keras
     import numpy as np
@@ -62,13 +64,14 @@ def measure(only: list[int], images: int, epochs: int) -> dict:
             suffix.compile(optimizer=keras.optimizers.Adam(5e-5),
                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             log = EpochLog(images)
-            data = (dict(x=x, y=labels, batch_size=BATCH_SIZE) if path == "plain"
-                    else dict(x=CachedBatches([x], labels, BATCH_SIZE, shuffle=True)))
+            data = (dict(x=x, y=labels, batch_size=batch_size) if path == "plain"
+                    else dict(x=CachedBatches([x], labels, batch_size, shuffle=True)))
             suffix.fit(**data, epochs=1 + epochs, verbose=0, callbacks=[log])
             timed = sum(e["seconds"] for e in log.epochs[1:])  # the warm-up epoch left out
             result[f"{k} {path}"] = [images * epochs / timed, dtype]
             print(f"  {keras.backend.backend()}: {k} unfrozen, {path}, {dtype}: "
-                  f"{images * epochs / timed:.0f} img/s", file=sys.stderr, flush=True)
+                  f"batch {batch_size}: {images * epochs / timed:.0f} img/s", file=sys.stderr,
+                  flush=True)
             clear_session()
     return result
 
@@ -83,10 +86,12 @@ def main() -> None:
     parser.add_argument("--precision", choices=PRECISIONS, nargs="+", default=["auto"],
                         help="VGGSEARCH_PRECISION for every backend, one run each "
                              "(auto: as a trial computes)")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[64],
+                        help="batch sizes, one table each (the space's are 32, 64, 128)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.only, args.images, args.epochs)))
+        print(json.dumps(measure(args.only, args.images, args.epochs, args.batch_size[0])))
         return
 
     from rich.console import Console
@@ -99,33 +104,39 @@ def main() -> None:
     speeds: dict[tuple, list[float]] = {}
     dtypes: dict[tuple, str] = {}
     for _ in range(args.rounds):
-        for backend, precision in runs:
-            child = subprocess.run(
-                [sys.executable, __file__, "--child", "--images", str(args.images), "--epochs",
-                 str(args.epochs), "--only", *map(str, args.only)],
-                env={**os.environ, "KERAS_BACKEND": backend, "VGGSEARCH_PRECISION": precision},
-                stdout=subprocess.PIPE, text=True)
-            if child.returncode:
-                sys.exit(f"{backend}, {precision}: failed (exit {child.returncode})")
-            for cell, (speed, dtype) in json.loads(child.stdout.splitlines()[-1]).items():
-                k, path = cell.split()
-                speeds.setdefault((int(k), backend, precision, path), []).append(speed)
-                dtypes[(int(k), backend, precision, path)] = DTYPE_LABELS[dtype]
+        for batch_size in args.batch_size:
+            for backend, precision in runs:
+                child = subprocess.run(
+                    [sys.executable, __file__, "--child", "--images", str(args.images),
+                     "--epochs", str(args.epochs), "--batch-size", str(batch_size),
+                     "--only", *map(str, args.only)],
+                    env={**os.environ, "KERAS_BACKEND": backend, "VGGSEARCH_PRECISION": precision},
+                    stdout=subprocess.PIPE, text=True)
+                if child.returncode:
+                    sys.exit(f"{backend}, {precision}, batch {batch_size}: failed "
+                             f"(exit {child.returncode})")
+                for cell, (speed, dtype) in json.loads(child.stdout.splitlines()[-1]).items():
+                    k, path = cell.split()
+                    cell = (int(k), backend, precision, path, batch_size)
+                    speeds.setdefault(cell, []).append(speed)
+                    dtypes[cell] = DTYPE_LABELS[dtype]
 
+    console = Console(width=160)
     columns = [(backend, precision, path) for backend, precision in runs for path in PATHS]
-    table = Table(title=f"training images/s, median of {args.rounds} runs of {args.images} images "
-                        f"x {args.epochs} epochs after a warm-up; batch {BATCH_SIZE}, "
-                        f"{IMAGE_SIZE} px; (ratio to the row's fastest) and the precision "
-                        "computed in")
-    table.add_column("unfrozen", justify="right")
-    for backend, precision, path in columns:
-        table.add_column(f"{backend} {path}\n{precision}", justify="right")
-    for k in args.only:
-        row = {c: statistics.median(speeds[(k, *c)]) for c in columns}
-        fastest = max(row.values())
-        table.add_row(str(k), *[f"{row[c]:.0f} ({row[c] / fastest:.2f}) {dtypes[(k, *c)]}"
-                                for c in columns])
-    Console(width=160).print(table)
+    for batch_size in args.batch_size:
+        table = Table(title=f"training images/s, median of {args.rounds} runs of {args.images} "
+                            f"images x {args.epochs} epochs after a warm-up; batch {batch_size}, "
+                            f"{IMAGE_SIZE} px; (ratio to the row's fastest) and the precision "
+                            "computed in")
+        table.add_column("unfrozen", justify="right")
+        for backend, precision, path in columns:
+            table.add_column(f"{backend} {path}\n{precision}", justify="right")
+        for k in args.only:
+            row = {c: statistics.median(speeds[(k, *c, batch_size)]) for c in columns}
+            fastest = max(row.values())
+            table.add_row(str(k), *[f"{row[c]:.0f} ({row[c] / fastest:.2f}) "
+                                    f"{dtypes[(k, *c, batch_size)]}" for c in columns])
+        console.print(table)
 
 
 if __name__ == "__main__":
