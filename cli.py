@@ -87,7 +87,8 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-retrain", action="store_true", help="stop after the search")
     p.add_argument("--worker-memory-mb", type=positive_int, default=DEFAULT_MEMORY_LIMIT_MB,
                    help="trials run in a worker process, replaced by a fresh one when its memory "
-                        "passes this after a trial (TensorFlow keeps memory of every trained model)")
+                        "passes this after a trial (a bound on what a library may keep between "
+                        "trials; search.memory frees what TensorFlow 2.21 keeps)")
     add_retrain_options(p)
     add_storage(p)
 
