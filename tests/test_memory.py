@@ -1,7 +1,12 @@
 """Memory stays bounded however many trials run: after each trial the process lets go of its model,
 graphs and dataset (search.memory.clear_session), and a worker whose memory passes a limit after a
-trial is replaced by a fresh one (search.worker), for whatever still grows."""
+trial is replaced by a fresh one (search.worker), for whatever still grows. Between training steps
+glibc keeps freed memory for the next step (search.memory.keep_freed_heap)."""
 import gc
+import os
+import platform
+import subprocess
+import sys
 import weakref
 
 import pytest
@@ -16,6 +21,26 @@ from search.train import CachedBatches, train_suffix
 
 N_TRIALS = 3
 LIMIT_MB = 1  # under any worker's memory: every worker hands over after its first trial
+GLIBC_DEFAULT_TOP_PAD = str(128 * 1024)  # man mallopt(3)
+
+# After `import search`: page faults of a second malloc-touch-free of 20 MB in 100 KB blocks (under
+# the mmap threshold, so from the heap; glibc trims what the first cycle freed, or keeps it).
+REUSE_FAULTS = """
+import ctypes, resource
+import search
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+def cycle():
+    blocks = [libc.malloc(100_000) for _ in range(200)]
+    for block in blocks:
+        ctypes.memset(block, 1, 100_000)
+    for block in reversed(blocks):
+        libc.free(block)
+cycle()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+cycle()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
 
 
 def test_clear_session_lets_go_of_each_trained_suffix_and_its_cached_batches(tmp_path):
@@ -54,3 +79,15 @@ def test_a_worker_over_the_memory_limit_hands_over_to_a_fresh_one(studies):
     assert all(t.user_attrs["rss_mb"] > LIMIT_MB for t in trials)  # each measured its memory
     # A fresh worker continues the sampler's stream: no configuration is drawn twice.
     assert len({tuple(sorted(t.params.items())) for t in trials}) == N_TRIALS
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a setting of glibc's malloc")
+def test_import_search_lets_malloc_keep_freed_memory_unless_the_user_set_the_pad():
+    def faults(**env) -> int:
+        environment = {k: v for k, v in os.environ.items() if k != "MALLOC_TOP_PAD_"}
+        done = subprocess.run([sys.executable, "-c", REUSE_FAULTS], env={**environment, **env},
+                              capture_output=True, text=True, check=True)
+        return int(done.stdout)
+
+    assert faults() < 100  # the 20 MB kept for the second cycle
+    assert faults(MALLOC_TOP_PAD_=GLIBC_DEFAULT_TOP_PAD) > 4000  # 4 883 pages, trimmed and faulted
