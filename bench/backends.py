@@ -7,12 +7,15 @@ of a trial, k = 0..5 unfrozen blocks, on random activations of the cut's shape:
 One warm-up epoch, then the timed epochs. TensorFlow runs with oneDNN on (as `import search`
 sets it); torch is measured where it is installed (`pip install torch==2.13.0`). Each suffix
 computes in the precision a trial would use on that backend (`search.model.suffix_dtype`;
-`--precision float32 mixed_bfloat16` runs every backend in each, the same rounds).
+`--precision float32 mixed_bfloat16` runs every backend in each, the same rounds). Each child
+mallocs as `import search` sets it (glibc keeps 64 MB of freed heap, search.memory.keep_freed_heap);
+`--malloc vggsearch glibc` also runs every backend with glibc's default, and prints each child's
+kernel time and page faults.
 Speeds on a shared CPU drift between runs, so `--rounds R` alternates the backends R times and
 reports the median of each cell.
 
     python bench/backends.py [--images 512 --rounds 3 --only 2 3 4 --precision float32 auto
-                              --batch-size 32 64 128]
+                              --batch-size 32 64 128 --malloc vggsearch glibc]
 
 Prints images/s per suffix, backend and path, each one's ratio to the fastest of the row, and
 the precision it computed in (bf16: mixed_bfloat16). With several `--batch-size` values, one such
@@ -24,6 +27,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +43,8 @@ PATHS = ["engine", "plain"]
 BACKENDS = ["tensorflow", "torch"]
 IMAGE_SIZE, N_CLASSES = 32, 10
 DTYPE_LABELS = {"float32": "f32", "mixed_bfloat16": "bf16"}
+# a child's environment for each --malloc: glibc's default pad set, import search leaves it
+MALLOCS = {"vggsearch": {}, "glibc": {"MALLOC_TOP_PAD_": str(128 * 1024)}}
 
 
 def measure(only: list[int], images: int, epochs: int, batch_size: int) -> dict:
@@ -73,6 +79,8 @@ def measure(only: list[int], images: int, epochs: int, batch_size: int) -> dict:
                   f"batch {batch_size}: {images * epochs / timed:.0f} img/s", file=sys.stderr,
                   flush=True)
             clear_session()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["kernel"] = [usage.ru_stime, usage.ru_minflt]
     return result
 
 
@@ -88,6 +96,8 @@ def main() -> None:
                              "(auto: as a trial computes)")
     parser.add_argument("--batch-size", type=int, nargs="+", default=[64],
                         help="batch sizes, one table each (the space's are 32, 64, 128)")
+    parser.add_argument("--malloc", choices=list(MALLOCS), nargs="+", default=["vggsearch"],
+                        help="malloc's top pad: vggsearch's 64 MB or glibc's default, one run each")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -100,43 +110,58 @@ def main() -> None:
     backends = [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
     print(f"backends: {', '.join(backends)} (not installed: "
           f"{', '.join(set(BACKENDS) - set(backends)) or 'none'})")
-    runs = [(backend, precision) for precision in args.precision for backend in backends]
+    runs = [(backend, precision, malloc) for malloc in args.malloc
+            for precision in args.precision for backend in backends]
     speeds: dict[tuple, list[float]] = {}
     dtypes: dict[tuple, str] = {}
+    kernel: dict[tuple, list[list[float]]] = {}  # (run, batch size): [system seconds, faults]
     for _ in range(args.rounds):
         for batch_size in args.batch_size:
-            for backend, precision in runs:
+            for backend, precision, malloc in runs:
                 child = subprocess.run(
                     [sys.executable, __file__, "--child", "--images", str(args.images),
                      "--epochs", str(args.epochs), "--batch-size", str(batch_size),
                      "--only", *map(str, args.only)],
-                    env={**os.environ, "KERAS_BACKEND": backend, "VGGSEARCH_PRECISION": precision},
+                    env={**os.environ, "KERAS_BACKEND": backend, "VGGSEARCH_PRECISION": precision,
+                         **MALLOCS[malloc]},
                     stdout=subprocess.PIPE, text=True)
                 if child.returncode:
-                    sys.exit(f"{backend}, {precision}, batch {batch_size}: failed "
+                    sys.exit(f"{backend}, {precision}, malloc {malloc}, batch {batch_size}: failed "
                              f"(exit {child.returncode})")
-                for cell, (speed, dtype) in json.loads(child.stdout.splitlines()[-1]).items():
+                measured = json.loads(child.stdout.splitlines()[-1])
+                kernel.setdefault((backend, precision, malloc, batch_size), []).append(
+                    measured.pop("kernel"))
+                for cell, (speed, dtype) in measured.items():
                     k, path = cell.split()
-                    cell = (int(k), backend, precision, path, batch_size)
+                    cell = (int(k), backend, precision, malloc, path, batch_size)
                     speeds.setdefault(cell, []).append(speed)
                     dtypes[cell] = DTYPE_LABELS[dtype]
 
     console = Console(width=160)
-    columns = [(backend, precision, path) for backend, precision in runs for path in PATHS]
+    columns = [(*run, path) for run in runs for path in PATHS]
     for batch_size in args.batch_size:
         table = Table(title=f"training images/s, median of {args.rounds} runs of {args.images} "
                             f"images x {args.epochs} epochs after a warm-up; batch {batch_size}, "
                             f"{IMAGE_SIZE} px; (ratio to the row's fastest) and the precision "
                             "computed in")
         table.add_column("unfrozen", justify="right")
-        for backend, precision, path in columns:
-            table.add_column(f"{backend} {path}\n{precision}", justify="right")
+        for backend, precision, malloc, path in columns:
+            table.add_column(f"{backend} {path}\n{precision}\nmalloc {malloc}", justify="right")
         for k in args.only:
             row = {c: statistics.median(speeds[(k, *c, batch_size)]) for c in columns}
             fastest = max(row.values())
             table.add_row(str(k), *[f"{row[c]:.0f} ({row[c] / fastest:.2f}) "
                                     f"{dtypes[(k, *c, batch_size)]}" for c in columns])
         console.print(table)
+    table = Table(title="kernel (system) seconds and minor page faults of a child, median")
+    table.add_column("backend, precision, malloc")
+    for batch_size in args.batch_size:
+        table.add_column(f"batch {batch_size}", justify="right")
+    for run in runs:
+        cells = [[statistics.median(v) for v in zip(*kernel[(*run, b)])] for b in args.batch_size]
+        table.add_row(", ".join(run), *[f"{seconds:.1f} s, {faults / 1e6:.2f} M faults"
+                                        for seconds, faults in cells])
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ SMALLEST = {
     "pruners.py": [*DIGITS, "--train", "60", "--val", "40", "--epochs", "2", "--configs", "3",
                    "--orders", "5"],
     "backends.py": ["--images", "64", "--epochs", "1", "--rounds", "1", "--only", "1",
-                    "--precision", "float32", "mixed_bfloat16", "--batch-size", "32"],
+                    "--precision", "mixed_bfloat16", "--batch-size", "32", "--malloc", "vggsearch",
+                    "glibc"],
 }
 
 
