@@ -31,8 +31,8 @@ def keep_freed_heap() -> None:
     each step's freed memory went back to the kernel and the next step faulted it in again, page
     by page: in a 50-trial study 444 million page faults and 1 103 s of kernel time (9 % of its
     CPU time). With the pad, training 2-4 block suffixes took 3.2x fewer page faults and 2.8x less
-    kernel time, for ~3 % more peak RSS; their images/s did not change beyond this CPU's noise
-    (README, How a study runs: bench/backends.py --malloc). It must be set before
+    kernel time, and a 12-trial study 2.5x less, for 7-12 % more memory; images/s did not change
+    beyond this CPU's noise (README, How a study runs). It must be set before
     TensorFlow allocates (set after a first training step, it changed no fault), so `import
     search` calls it. Only on Linux with glibc; a pad the user set (MALLOC_TOP_PAD_ or
     GLIBC_TUNABLES' glibc.malloc.top_pad) wins."""
