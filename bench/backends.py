@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # TensorFlow's environment (search/__init__.py) before any backend; each child chooses its own
+from search.memory import GLIBC_DEFAULT_TOP_PAD  # noqa: E402
 from search.model import PRECISIONS  # noqa: E402
 
 PATHS = ["engine", "plain"]
@@ -44,7 +45,7 @@ BACKENDS = ["tensorflow", "torch"]
 IMAGE_SIZE, N_CLASSES = 32, 10
 DTYPE_LABELS = {"float32": "f32", "mixed_bfloat16": "bf16"}
 # a child's environment for each --malloc: glibc's default pad set, import search leaves it
-MALLOCS = {"vggsearch": {}, "glibc": {"MALLOC_TOP_PAD_": str(128 * 1024)}}
+MALLOCS = {"vggsearch": {}, "glibc": {"MALLOC_TOP_PAD_": str(GLIBC_DEFAULT_TOP_PAD)}}
 
 
 def measure(only: list[int], images: int, epochs: int, batch_size: int) -> dict:

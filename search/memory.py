@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 
 HEAP_TOP_PAD_MB = 64  # measured: 64 and 256 MB saved the same page faults
+GLIBC_DEFAULT_TOP_PAD = 128 * 1024  # bytes, man mallopt(3)
 
 
 def anon_rss_mb(pid: int | str = "self") -> float | None:
@@ -27,17 +28,16 @@ def keep_freed_heap() -> None:
     """Let glibc keep up to HEAP_TOP_PAD_MB of freed memory at the top of each malloc heap
     (mallopt M_TOP_PAD), instead of handing it back to the OS after every free.
 
-    A training step allocates and frees its tensors through malloc; with glibc's default (128 KB)
-    each step's freed memory went back to the kernel and the next step faulted it in again, page
-    by page: in a 50-trial study 444 million page faults and 1 103 s of kernel time (9 % of its
-    CPU time). With the pad, training 2-4 block suffixes took 3.2x fewer page faults and 2.8x less
-    kernel time, and a 12-trial study 2.5x less, for 7-12 % more memory; images/s did not change
-    beyond this CPU's noise (README, How a study runs). It must be set before
-    TensorFlow allocates (set after a first training step, it changed no fault), so `import
-    search` calls it. Only on Linux with glibc; a pad the user set (MALLOC_TOP_PAD_ or
-    GLIBC_TUNABLES' glibc.malloc.top_pad) wins."""
-    if (platform.system() != "Linux" or platform.libc_ver()[0] != "glibc"
-            or "MALLOC_TOP_PAD_" in os.environ
+    A training step allocates and frees its tensors through malloc; with glibc's default
+    (GLIBC_DEFAULT_TOP_PAD) each step's freed memory went back to the kernel and the next step
+    faulted it in again, page by page: in a 50-trial study 444 million page faults and 1 103 s of
+    kernel time (9 % of its CPU time). With the pad, training 2-4 block suffixes took 3.2x fewer
+    page faults and 2.8x less kernel time, and a 12-trial study 2.5x less, for 7-12 % more memory;
+    images/s did not change beyond this CPU's noise (README, How a study runs). It must be set
+    before TensorFlow allocates (set after a first training step, it changed no fault), so `import
+    search` calls it. Only with glibc (Linux's usual C library); a pad the user set (MALLOC_TOP_PAD_
+    or GLIBC_TUNABLES' glibc.malloc.top_pad) wins."""
+    if (platform.libc_ver()[0] != "glibc" or "MALLOC_TOP_PAD_" in os.environ
             or "glibc.malloc.top_pad" in os.environ.get("GLIBC_TUNABLES", "")):
         return
     M_TOP_PAD = -2  # malloc.h

@@ -14,14 +14,13 @@ import pytest
 from conftest import TINY_SPACE, run_cli, study_trials
 from search.cache import FeatureCache
 from search.data import load_dataset
-from search.memory import anon_rss_mb, clear_session
+from search.memory import GLIBC_DEFAULT_TOP_PAD, anon_rss_mb, clear_session
 from search.model import load_vgg16
 from search.preprocess import prepare
 from search.train import CachedBatches, train_suffix
 
 N_TRIALS = 3
 LIMIT_MB = 1  # under any worker's memory: every worker hands over after its first trial
-GLIBC_DEFAULT_TOP_PAD = str(128 * 1024)  # man mallopt(3)
 
 # After `import search`: page faults of a second malloc-touch-free of 20 MB in 100 KB blocks (under
 # the mmap threshold, so from the heap; glibc trims what the first cycle freed, or keeps it).
@@ -81,7 +80,8 @@ def test_a_worker_over_the_memory_limit_hands_over_to_a_fresh_one(studies):
     assert len({tuple(sorted(t.params.items())) for t in trials}) == N_TRIALS
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a setting of glibc's malloc")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc",
+                    reason="sets glibc's malloc; this C library is not glibc")
 def test_import_search_lets_malloc_keep_freed_memory_unless_the_user_set_the_pad():
     def faults(**env) -> int:
         environment = {k: v for k, v in os.environ.items() if k != "MALLOC_TOP_PAD_"}
@@ -90,4 +90,5 @@ def test_import_search_lets_malloc_keep_freed_memory_unless_the_user_set_the_pad
         return int(done.stdout)
 
     assert faults() < 100  # the 20 MB kept for the second cycle
-    assert faults(MALLOC_TOP_PAD_=GLIBC_DEFAULT_TOP_PAD) > 4000  # 4 883 pages, trimmed and faulted
+    # glibc's default: 4 883 pages trimmed and faulted in again
+    assert faults(MALLOC_TOP_PAD_=str(GLIBC_DEFAULT_TOP_PAD)) > 4000
