@@ -33,9 +33,10 @@ def keep_freed_heap() -> None:
     faulted it in again, page by page: in a 50-trial study 444 million page faults and 1 103 s of
     kernel time (9 % of its CPU time). With the pad, training 2-4 block suffixes took 3.2x fewer
     page faults and 2.8x less kernel time, and a 12-trial study 2.5x less, for 7-12 % more memory;
-    images/s did not change beyond this CPU's noise (README, How a study runs). It must be set
-    before TensorFlow allocates (set after a first training step, it changed no fault), so `import
-    search` calls it. Only with glibc (Linux's usual C library); a pad the user set (MALLOC_TOP_PAD_
+    the benchmark's images/s moved within this CPU's noise, the studies' trials took 10-21 % less
+    time in three comparisons on two CPUs (README, How a study runs). It must be set before
+    TensorFlow allocates (set after a first training step, it changed no fault), so `import search`
+    calls it. Only with glibc (Linux's usual C library); a pad the user set (MALLOC_TOP_PAD_
     or GLIBC_TUNABLES' glibc.malloc.top_pad) wins."""
     if (platform.libc_ver()[0] != "glibc" or "MALLOC_TOP_PAD_" in os.environ
             or "glibc.malloc.top_pad" in os.environ.get("GLIBC_TUNABLES", "")):
