@@ -71,8 +71,11 @@ def measure(only: list[int], images: int, epochs: int, batch_size: int) -> dict:
             suffix.compile(optimizer=keras.optimizers.Adam(5e-5),
                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             log = EpochLog(images)
-            data = (dict(x=x, y=labels, batch_size=batch_size) if path == "plain"
-                    else dict(x=CachedBatches([x], labels, batch_size, shuffle=True)))
+            if path == "plain":
+                data = dict(x=x, y=labels, batch_size=batch_size)
+            else:  # as search.train.fit_suffix passes it
+                batches = CachedBatches([x], labels, batch_size, shuffle=True, epochs=1 + epochs)
+                data = dict(x=batches, steps_per_epoch=batches.batches_per_epoch, shuffle=False)
             suffix.fit(**data, epochs=1 + epochs, verbose=0, callbacks=[log])
             timed = sum(e["seconds"] for e in log.epochs[1:])  # the warm-up epoch left out
             result[f"{k} {path}"] = [images * epochs / timed, dtype]

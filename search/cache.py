@@ -67,9 +67,12 @@ class FeatureCache:
                     self._compute(images, frozen_blocks, strength, view, path, shape)
         return np.load(path, mmap_mode="r")
 
-    def training_views(self, images: ImageSet, frozen_blocks: int, strength: float) -> list:
-        """The arrays a training run cycles through, one per epoch: one unless augmenting."""
-        n = self.views if strength else 1
+    def training_views(self, images: ImageSet, frozen_blocks: int, strength: float,
+                       epochs: int | None = None) -> list:
+        """The arrays a training run of `epochs` epochs cycles through (epoch e reads view
+        e % len), computing only those it reads: one unless augmenting, and at most `epochs` (a
+        2-epoch retrain on all of MNIST needs 2 of the 4 views, 3.9 GB each after one block)."""
+        n = min(self.views, epochs or self.views) if strength else 1
         return [self.activations(images, frozen_blocks, strength, v) for v in range(n)]
 
     def _prefix(self, frozen_blocks: int):

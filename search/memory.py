@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import mmap
 import os
 import platform
 from pathlib import Path
@@ -22,6 +23,17 @@ def anon_rss_mb(pid: int | str = "self") -> float | None:
     except OSError:
         pass
     return None
+
+
+def release_pages(array) -> None:
+    """Unmap the pages a process has read of a memory-mapped array (np.load with mmap_mode): they
+    stay in the OS's page cache, no longer count in the process's RSS, and come back on the next
+    read. Anything else is left as is. A retrain on all of MNIST reads one 3.9 GB view of its
+    cache per epoch; holding each after its epoch took the process's peak RSS to 9.3 GiB (README,
+    Results)."""
+    buffer = getattr(array, "base", None)
+    if isinstance(buffer, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        buffer.madvise(mmap.MADV_DONTNEED)
 
 
 def keep_freed_heap() -> None:

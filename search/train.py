@@ -9,6 +9,7 @@ import numpy as np
 
 from search import interrupt
 from search.cache import FeatureCache
+from search.memory import release_pages
 from search.model import N_BLOCKS, build_suffix, suffix_dtype
 from search.preprocess import ImageSet
 
@@ -26,31 +27,43 @@ def n_batches(n_images: int, batch_size: int, epochs: int = 1) -> int:
 
 
 class CachedBatches(keras.utils.PyDataset):
-    """Batches of cached activations, reshuffled each epoch; epoch e reads view e % len(views)."""
+    """Batches of cached activations for `epochs` epochs in one sequence, to be fit with
+    steps_per_epoch=batches_per_epoch: batch j belongs to epoch first_epoch + j // batches_per_epoch,
+    which reads view epoch % len(views) in its own shuffled order (the epoch-th permutation drawn
+    from `seed`; fit with shuffle=False, or Keras's own shuffle of the batch indices would mix
+    the epochs). Batches follow from their index alone: Keras creates the next epoch's iterator,
+    and its prefetching starts, before it calls on_epoch_end (and it calls that once before the
+    first epoch too), so a batch that read state advanced there depended on thread timing."""
 
-    def __init__(self, views: list, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0):
+    def __init__(self, views: list, labels: np.ndarray, batch_size: int, shuffle: bool,
+                 seed: int = 0, epochs: int = 1, first_epoch: int = 0):
         super().__init__()
         self.views, self.labels, self.batch_size, self.shuffle = views, labels, batch_size, shuffle
+        self.epochs, self.first_epoch = epochs, first_epoch
+        self.batches_per_epoch = n_batches(len(labels), batch_size)
         self.rng = np.random.default_rng(seed)
-        self.epoch = 0
-        self.order = self._order()
+        self.orders = []  # epoch -> its order, drawn in sequence
+        self.last_view = None
 
-    def _order(self) -> np.ndarray:
-        n = len(self.labels)
-        return self.rng.permutation(n) if self.shuffle else np.arange(n)
+    def order(self, epoch: int) -> np.ndarray:
+        while len(self.orders) <= epoch:
+            n = len(self.labels)
+            self.orders.append(self.rng.permutation(n) if self.shuffle else np.arange(n))
+        return self.orders[epoch]
 
     def __len__(self) -> int:
-        return n_batches(len(self.labels), self.batch_size)
+        return self.epochs * self.batches_per_epoch
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, j: int):
+        epoch, i = divmod(j, self.batches_per_epoch)
+        epoch += self.first_epoch
+        view = self.views[epoch % len(self.views)]
+        if self.last_view is not None and view is not self.last_view:
+            release_pages(self.last_view)  # the epochs have moved on to another view
+        self.last_view = view
         # Sorted indices read a memory-mapped file front to back.
-        index = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
-        batch = self.views[self.epoch % len(self.views)][index]
-        return batch.astype(np.float32, copy=False), self.labels[index]  # a float16 cache too
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.order = self._order()
+        index = np.sort(self.order(epoch)[i * self.batch_size:(i + 1) * self.batch_size])
+        return view[index].astype(np.float32, copy=False), self.labels[index]  # float16 cache too
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -100,21 +113,22 @@ def train_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageS
     (search.model.suffix_dtype)."""
     steps = n_batches(len(train.labels), params["batch_size"], epochs) if anneal else None
     suffix = compiled_suffix(params, cache, train, val, n_classes, seed, steps, warmup_images,
-                             dtype)
+                             dtype, epochs)
     fit_suffix(suffix, params, cache, train, val, epochs, seed, callbacks)
     return suffix
 
 
 def compiled_suffix(params: dict, cache: FeatureCache, train: ImageSet, val: ImageSet | None,
                     n_classes: int, seed: int, decay_steps: int | None = None,
-                    warmup_images: int = WARMUP_IMAGES, dtype: str | None = None):
+                    warmup_images: int = WARMUP_IMAGES, dtype: str | None = None,
+                    epochs: int | None = None):
     """The untrained suffix for `params`, compiled with Adam at the configuration's rate, reached
     after a linear warm-up over `warmup_images` (at most one epoch) and then held, or decayed to
-    zero along a cosine by step `decay_steps` if given. The activations it will train on are
-    cached first: building them (or not, when they exist) must not shift the random numbers of its
-    weights."""
+    zero along a cosine by step `decay_steps` if given. The activations its `epochs` will train on
+    (None: an unknown number, so every view) are cached first: building them (or not, when they
+    exist) must not shift the random numbers of its weights."""
     frozen = N_BLOCKS - params["unfrozen_blocks"]
-    cache.training_views(train, frozen, params["augment_strength"])
+    cache.training_views(train, frozen, params["augment_strength"], epochs)
     if val is not None:
         cache.activations(val, frozen)
     keras.utils.set_random_seed(seed)
@@ -136,10 +150,12 @@ def fit_suffix(suffix, params: dict, cache: FeatureCache, train: ImageSet, val: 
     """Fit a compiled suffix on the cached activations of `train` (the configuration's
     augmentation views), validating on `val`; returns Keras's History."""
     frozen = N_BLOCKS - params["unfrozen_blocks"]
-    train_views = cache.training_views(train, frozen, params["augment_strength"])
+    train_views = cache.training_views(train, frozen, params["augment_strength"], epochs)
     val_data = None
     if val is not None:
         val_data = CachedBatches([cache.activations(val, frozen)], val.labels, 256, shuffle=False)
-    return suffix.fit(CachedBatches(train_views, train.labels, params["batch_size"], True, seed),
+    batches = CachedBatches(train_views, train.labels, params["batch_size"], True, seed,
+                            epochs - initial_epoch, initial_epoch)
+    return suffix.fit(batches, steps_per_epoch=batches.batches_per_epoch, shuffle=False,
                       validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch,
                       verbose=0, callbacks=list(callbacks))

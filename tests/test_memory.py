@@ -1,14 +1,17 @@
 """Memory stays bounded however many trials run: after each trial the process lets go of its model,
 graphs and dataset (search.memory.clear_session), and a worker whose memory passes a limit after a
 trial is replaced by a fresh one (search.worker), for whatever still grows. Between training steps
-glibc keeps freed memory for the next step (search.memory.keep_freed_heap)."""
+glibc keeps freed memory for the next step (search.memory.keep_freed_heap); a training run holds
+the cache pages of one augmented view at a time."""
 import gc
 import os
 import platform
 import subprocess
 import sys
 import weakref
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import TINY_SPACE, run_cli, study_trials
@@ -92,3 +95,26 @@ def test_import_search_lets_malloc_keep_freed_memory_unless_the_user_set_the_pad
     assert faults() < 100  # the 20 MB kept for the second cycle
     # glibc's default: 4 883 pages trimmed and faulted in again
     assert faults(MALLOC_TOP_PAD_=str(GLIBC_DEFAULT_TOP_PAD)) > 4000
+
+
+def file_rss_mb() -> float:
+    """Memory-mapped file pages resident in this process (Linux's RssFile), in MB."""
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines()
+                if l.startswith("RssFile:"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.mark.skipif(anon_rss_mb() is None, reason="RssFile is read from Linux's /proc")
+def test_a_training_run_unmaps_each_augmented_view_when_it_moves_on(tmp_path):
+    np.save(tmp_path / "view0.npy", np.zeros((1024, 16384), np.float32))  # 64 MB
+    mapped = np.load(tmp_path / "view0.npy", mmap_mode="r")  # as FeatureCache.activations maps it
+    in_memory = np.ones((1024, 16384), np.float32)  # no file pages: only view 0's show in RssFile
+    batches = CachedBatches([mapped, in_memory], np.zeros(1024, np.int64), 256, shuffle=True,
+                            epochs=2)
+    per_epoch = batches.batches_per_epoch
+    before = file_rss_mb()
+    assert all((batches[j][0] == 0).all() for j in range(per_epoch))  # epoch 1 reads view 0
+    read = file_rss_mb()
+    assert (batches[per_epoch][0] == 1).all()  # epoch 2 reads view 1 ...
+    assert read - before > 60 and file_rss_mb() < before + 4  # ... and view 0 is unmapped
+    assert mapped[5, 7] == 0  # it reads back where a later epoch needs it

@@ -1,4 +1,5 @@
 """The pipeline from Python: the test set stays out of the search, the cache is exact and reused."""
+import keras
 import numpy as np
 import optuna
 import pytest
@@ -11,7 +12,7 @@ from search.objective import StrictPruningCallback
 from search.pipeline import run_search
 from search.preprocess import prepare, vgg16_inputs
 from search.study import make_pruner
-from search.train import EpochLog, train_suffix
+from search.train import CachedBatches, EpochLog, train_suffix
 
 
 def test_search_never_reads_the_test_set(monkeypatch, studies):
@@ -52,6 +53,38 @@ def test_suffix_on_cached_activations_equals_whole_network(tmp_path):
                                    whole.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
 
 
+def test_each_epoch_reads_its_view_in_its_own_order_whatever_keras_prefetches():
+    """Keras creates an epoch's iterator (which starts prefetching) before it calls on_epoch_end of
+    the epoch before, and calls on_epoch_end once before the first: batches depend on their index
+    alone, so fit reads view e % len(views) in epoch e."""
+    n, batch = 64, 16
+    views = [np.full((n, 2, 2, 512), v, np.float32) for v in range(2)]
+    labels = np.arange(n) % 10
+    batches = CachedBatches(views, labels, batch, shuffle=True, seed=1, epochs=3)
+    seen = []
+
+    class Record(keras.layers.Layer):
+        def call(self, x):
+            seen.append(float(keras.ops.mean(x)))
+            return keras.ops.mean(x, axis=(1, 2))
+
+        def compute_output_shape(self, shape):
+            return shape[0], shape[3]
+
+    model = keras.Sequential([keras.Input((2, 2, 512)), Record(), keras.layers.Dense(10)])
+    model.compile(keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(True),
+                  run_eagerly=True)
+    model.fit(batches, steps_per_epoch=batches.batches_per_epoch, epochs=3, shuffle=False,
+              verbose=0)
+    assert seen == [0.0] * 4 + [1.0] * 4 + [0.0] * 4
+    again = CachedBatches(views, labels, batch, shuffle=True, seed=1, epochs=3)
+    orders = [np.sort(np.concatenate([again[e * 4 + i][1] for i in range(4)])) for e in range(3)]
+    assert all((o == np.sort(labels)).all() for o in orders)  # each epoch: every image once
+    assert not np.array_equal(again[0][1], again[4][1])  # reshuffled between epochs
+    resumed = CachedBatches(views, labels, batch, shuffle=True, seed=1, epochs=2, first_epoch=1)
+    assert np.array_equal(resumed[0][1], again[4][1])  # epoch 1 as in a run from the start
+
+
 def test_cache_is_computed_once_and_augmented_views_differ(tmp_path):
     data = load_dataset("digits")
     images = prepare(data.x_train[:32], data.y_train[:32], 32)
@@ -61,6 +94,8 @@ def test_cache_is_computed_once_and_augmented_views_differ(tmp_path):
     again = cache.activations(images, 3)
     assert cache.path(images, 3, 0.0, 0).stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(first, again)
+    assert len(cache.training_views(images, 3, 0.5, epochs=1)) == 1  # only the views read
+    assert not cache.path(images, 3, 0.5, 1).exists()
     views = cache.training_views(images, 3, 0.5)
     assert len(views) == 2
     assert not np.allclose(views[0], views[1]) and not np.allclose(views[0], first)
