@@ -9,7 +9,6 @@ import platform
 import subprocess
 import sys
 import weakref
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from conftest import TINY_SPACE, run_cli, study_trials
 from search.cache import FeatureCache
 from search.data import load_dataset
-from search.memory import GLIBC_DEFAULT_TOP_PAD, anon_rss_mb, clear_session
+from search.memory import GLIBC_DEFAULT_TOP_PAD, anon_rss_mb, clear_session, status_mb
 from search.model import load_vgg16
 from search.preprocess import prepare
 from search.train import CachedBatches, train_suffix
@@ -98,13 +97,11 @@ def test_import_search_lets_malloc_keep_freed_memory_unless_the_user_set_the_pad
 
 
 def file_rss_mb() -> float:
-    """Memory-mapped file pages resident in this process (Linux's RssFile), in MB."""
-    line = next(l for l in Path("/proc/self/status").read_text().splitlines()
-                if l.startswith("RssFile:"))
-    return int(line.split()[1]) / 1024
+    """Memory-mapped file pages resident in this process."""
+    return status_mb("RssFile")
 
 
-@pytest.mark.skipif(anon_rss_mb() is None, reason="RssFile is read from Linux's /proc")
+@pytest.mark.skipif(status_mb("RssFile") is None, reason="RssFile is read from Linux's /proc")
 def test_a_training_run_unmaps_each_augmented_view_when_it_moves_on(tmp_path):
     np.save(tmp_path / "view0.npy", np.zeros((1024, 16384), np.float32))  # 64 MB
     mapped = np.load(tmp_path / "view0.npy", mmap_mode="r")  # as FeatureCache.activations maps it
