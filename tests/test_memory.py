@@ -96,11 +96,6 @@ def test_import_search_lets_malloc_keep_freed_memory_unless_the_user_set_the_pad
     assert faults(MALLOC_TOP_PAD_=str(GLIBC_DEFAULT_TOP_PAD)) > 4000
 
 
-def file_rss_mb() -> float:
-    """Memory-mapped file pages resident in this process."""
-    return status_mb("RssFile")
-
-
 @pytest.mark.skipif(status_mb("RssFile") is None, reason="RssFile is read from Linux's /proc")
 def test_a_training_run_unmaps_each_augmented_view_when_it_moves_on(tmp_path):
     np.save(tmp_path / "view0.npy", np.zeros((1024, 16384), np.float32))  # 64 MB
@@ -109,9 +104,9 @@ def test_a_training_run_unmaps_each_augmented_view_when_it_moves_on(tmp_path):
     batches = CachedBatches([mapped, in_memory], np.zeros(1024, np.int64), 256, shuffle=True,
                             epochs=2)
     per_epoch = batches.batches_per_epoch
-    before = file_rss_mb()
+    before = status_mb("RssFile")  # memory-mapped file pages resident in this process
     assert all((batches[j][0] == 0).all() for j in range(per_epoch))  # epoch 1 reads view 0
-    read = file_rss_mb()
+    read = status_mb("RssFile")
     assert (batches[per_epoch][0] == 1).all()  # epoch 2 reads view 1 ...
-    assert read - before > 60 and file_rss_mb() < before + 4  # ... and view 0 is unmapped
+    assert read - before > 60 and status_mb("RssFile") < before + 4  # ... and view 0 is unmapped
     assert mapped[5, 7] == 0  # it reads back where a later epoch needs it
