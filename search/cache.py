@@ -82,6 +82,8 @@ class FeatureCache:
 
     def _compute(self, images: ImageSet, frozen_blocks: int, strength: float, view: int,
                  path: Path, shape: tuple) -> None:
+        import keras
+
         prefix = self._prefix(frozen_blocks)
         augment = augmenter(strength, self.flips, seed=self.seed * 1000 + view) if strength else None
         n = len(images.images)
@@ -99,9 +101,11 @@ class FeatureCache:
                 for start in range(0, n, BATCH):
                     x = images.images[start:start + BATCH]
                     if augment is not None:
-                        x = np.asarray(augment(x, training=True))
+                        x = keras.ops.convert_to_numpy(augment(x, training=True))
                     x = vgg16_inputs(x)
-                    out[start:start + BATCH] = x if prefix is None else prefix(x, training=False)
+                    # on torch + CUDA the prefix's result is a GPU tensor: numpy cannot read it directly
+                    out[start:start + BATCH] = (x if prefix is None else
+                                                keras.ops.convert_to_numpy(prefix(x, training=False)))
                     advance(len(x))
                     interrupt.check()
             out.flush()

@@ -36,7 +36,7 @@ def prepare(x: np.ndarray, y: np.ndarray, image_size: int) -> ImageSet:
 
 def to_rgb(x: np.ndarray, image_size: int) -> np.ndarray:
     """uint8 (N, H, W[, C]) -> float32 (N, S, S, 3) in 0..255: grey is repeated to 3 channels."""
-    import tensorflow as tf
+    import keras
 
     if x.ndim == 3:
         x = x[..., None]
@@ -48,7 +48,8 @@ def to_rgb(x: np.ndarray, image_size: int) -> np.ndarray:
     for start in range(0, len(x), BATCH):
         batch = x[start:start + BATCH].astype(np.float32)
         if batch.shape[1:3] != (image_size, image_size):
-            batch = tf.image.resize(batch, (image_size, image_size)).numpy()
+            batch = keras.ops.convert_to_numpy(
+                keras.ops.image.resize(batch, (image_size, image_size), data_format="channels_last"))
         out[start:start + BATCH] = batch
     return out
 

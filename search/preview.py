@@ -28,6 +28,8 @@ def preview(data: Dataset, strengths, out: Path, image_size: int = 32, per_class
             seed: int = 0) -> Preview:
     """Pick `per_class` random training images of each class, augment them at each strength, and
     draw originals and augmented panels side by side into `out` (PNG)."""
+    import keras
+
     rng = np.random.default_rng(seed)
     n_classes = len(data.class_names)
     picks = [rng.choice(np.flatnonzero(data.y_train == c), per_class,
@@ -38,7 +40,7 @@ def preview(data: Dataset, strengths, out: Path, image_size: int = 32, per_class
     panels = {0.0: images}
     for strength in sorted({float(s) for s in strengths} - {0.0}):
         # The same pipeline the cache applies to training images at this strength.
-        panels[strength] = np.asarray(
+        panels[strength] = keras.ops.convert_to_numpy(
             augmenter(strength, data.flips_keep_label, seed)(images, training=True))
     shape = (len(present), per_class, image_size, image_size, 3)
     panels = {s: p.reshape(shape) for s, p in panels.items()}

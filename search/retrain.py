@@ -105,12 +105,15 @@ def predict(model, x_raw: np.ndarray, image_size: int, progress=None) -> np.ndar
     """Class probabilities for raw images, with the same preprocessing as training. `model` is a
     Keras model or an exported one (search.exported): anything that maps a batch of VGG16 inputs
     to probabilities."""
+    import keras
+
     images = prepare(x_raw, np.zeros(len(x_raw)), image_size).images
     probs = []
     with task(progress, f"predicting {len(images)} images", len(images)) as advance:
         for start in range(0, len(images), PREDICT_BATCH):
             batch = vgg16_inputs(images[start:start + PREDICT_BATCH])
-            probs.append(np.asarray(model(batch)))  # Keras: inference mode by default
+            # Keras: inference mode by default; on torch the result may be on a GPU and track gradients
+            probs.append(keras.ops.convert_to_numpy(model(batch)))
             advance(len(batch))
     return np.concatenate(probs)
 

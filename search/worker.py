@@ -150,7 +150,6 @@ def run_trials_here(job: TrialsJob) -> int:
     from search.progress import new_progress
     from search.space import Space
     from search.study import connect, open_study
-    from search.tuner import SuffixHyperModel, tune
 
     s = job.settings
     data = load_dataset(s.dataset)
@@ -166,6 +165,8 @@ def run_trials_here(job: TrialsJob) -> int:
                              data.flips_keep_label, progress=progress)
         space, n_classes, seed = Space.from_dict(s.space), len(data.class_names), job.seed or 0
         if job.keras_tuner:
+            from search.tuner import SuffixHyperModel, tune  # KerasTuner imports TensorFlow
+
             hypermodel = SuffixHyperModel(space, cache, train, val, n_classes, progress)
             full = tune(study, job.keras_tuner, hypermodel, Path(job.keras_tuner_dir), job.trials,
                         s.epochs, seed, job.memory_limit_mb,
