@@ -10,7 +10,8 @@ computes in the precision a trial would use on that backend (`search.model.suffi
 `--precision float32 mixed_bfloat16` runs every backend in each, the same rounds). Each child
 mallocs as `import search` sets it (glibc keeps 64 MB of freed heap, search.memory.keep_freed_heap);
 `--malloc vggsearch glibc` also runs every backend with glibc's default, and prints each child's
-kernel time and page faults.
+kernel time and page faults. Each child also times the augmentation the cache pushes its views
+through (`search.preprocess.augmenter` at strength 0.5, in the cache's batches).
 Speeds on a shared CPU drift between runs, so `--rounds R` alternates the backends R times and
 reports the median of each cell.
 
@@ -49,12 +50,14 @@ MALLOCS = {"vggsearch": {}, "glibc": {"MALLOC_TOP_PAD_": str(GLIBC_DEFAULT_TOP_P
 
 
 def measure(only: list[int], images: int, epochs: int, batch_size: int) -> dict:
-    """In this process's backend: {"k path": [images/s, dtype policy]}."""
+    """In this process's backend: {"k path": [images/s, dtype policy]}, "augment": images/s
+    and "kernel": [system seconds, minor faults]."""
     import keras
     import numpy as np
 
     from search.memory import clear_session
     from search.model import N_BLOCKS, activation_shape, build_suffix, load_vgg16, suffix_dtype
+    from search.preprocess import augmenter
     from search.train import CachedBatches, EpochLog
 
     base = load_vgg16("none", IMAGE_SIZE)  # speed does not depend on the values of the weights
@@ -83,9 +86,28 @@ def measure(only: list[int], images: int, epochs: int, batch_size: int) -> dict:
                   f"batch {batch_size}: {images * epochs / timed:.0f} img/s", file=sys.stderr,
                   flush=True)
             clear_session()
+    result["augment"] = augment_speed(augmenter(0.5, False, seed=0), images)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["kernel"] = [usage.ru_stime, usage.ru_minflt]
     return result
+
+
+def augment_speed(augment, images: int) -> float:
+    """Images/s of `augment` on `images` random images in the cache's batches, after a warm-up."""
+    import time
+
+    import keras
+    import numpy as np
+
+    from search.cache import BATCH
+
+    x = np.random.default_rng(0).uniform(0, 255, (images, IMAGE_SIZE, IMAGE_SIZE, 3))
+    x = x.astype(np.float32)
+    keras.ops.convert_to_numpy(augment(x[:BATCH], training=True))
+    started = time.perf_counter()
+    for start in range(0, images, BATCH):
+        keras.ops.convert_to_numpy(augment(x[start:start + BATCH], training=True))
+    return images / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -119,6 +141,7 @@ def main() -> None:
     speeds: dict[tuple, list[float]] = {}
     dtypes: dict[tuple, str] = {}
     kernel: dict[tuple, list[list[float]]] = {}  # (run, batch size): [system seconds, faults]
+    augment: dict[str, list[float]] = {}  # backend: images/s of the cache's augmentation
     for _ in range(args.rounds):
         for batch_size in args.batch_size:
             for backend, precision, malloc in runs:
@@ -135,6 +158,7 @@ def main() -> None:
                 measured = json.loads(child.stdout.splitlines()[-1])
                 kernel.setdefault((backend, precision, malloc, batch_size), []).append(
                     measured.pop("kernel"))
+                augment.setdefault(backend, []).append(measured.pop("augment"))
                 for cell, (speed, dtype) in measured.items():
                     k, path = cell.split()
                     cell = (int(k), backend, precision, malloc, path, batch_size)
@@ -166,6 +190,8 @@ def main() -> None:
         table.add_row(", ".join(run), *[f"{seconds:.1f} s, {faults / 1e6:.2f} M faults"
                                         for seconds, faults in cells])
     console.print(table)
+    console.print("the cache's augmentation (strength 0.5), images/s, median: " + ", ".join(
+        f"{backend} {statistics.median(speeds):.0f}" for backend, speeds in augment.items()))
 
 
 if __name__ == "__main__":
