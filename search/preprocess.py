@@ -55,9 +55,15 @@ def to_rgb(x: np.ndarray, image_size: int) -> np.ndarray:
 
 
 def augmenter(strength: float, flips: bool, seed: int):
-    """A Keras pipeline of random rotation, shift and zoom scaled by `strength` (flips if allowed)."""
+    """A Keras pipeline of random rotation, shift and zoom scaled by `strength` (flips if allowed);
+    on torch, search.augment_torch's single warp drawn from the same ranges."""
     import keras
 
+    if keras.backend.backend() == "torch":  # Keras's layers warp image by image there
+        from search.augment_torch import RandomAffine
+
+        return RandomAffine(strength * MAX_ROTATION, strength * MAX_SHIFT, strength * MAX_ZOOM,
+                            flips, seed=seed)
     layers = [
         keras.layers.RandomRotation(strength * MAX_ROTATION, fill_mode="constant", seed=seed),
         keras.layers.RandomTranslation(strength * MAX_SHIFT, strength * MAX_SHIFT,
