@@ -103,9 +103,9 @@ class FeatureCache:
                     if augment is not None:
                         x = keras.ops.convert_to_numpy(augment(x, training=True))
                     x = vgg16_inputs(x)
-                    # on torch + CUDA the prefix's result is a GPU tensor: numpy cannot read it directly
-                    out[start:start + BATCH] = (x if prefix is None else
-                                                keras.ops.convert_to_numpy(prefix(x, training=False)))
+                    if prefix is not None:  # on torch + CUDA a GPU tensor, which numpy cannot read
+                        x = keras.ops.convert_to_numpy(prefix(x, training=False))
+                    out[start:start + BATCH] = x
                     advance(len(x))
                     interrupt.check()
             out.flush()

@@ -48,8 +48,8 @@ def to_rgb(x: np.ndarray, image_size: int) -> np.ndarray:
     for start in range(0, len(x), BATCH):
         batch = x[start:start + BATCH].astype(np.float32)
         if batch.shape[1:3] != (image_size, image_size):
-            batch = keras.ops.convert_to_numpy(
-                keras.ops.image.resize(batch, (image_size, image_size), data_format="channels_last"))
+            batch = keras.ops.convert_to_numpy(keras.ops.image.resize(
+                batch, (image_size, image_size), data_format="channels_last"))
         out[start:start + BATCH] = batch
     return out
 

@@ -112,7 +112,8 @@ def predict(model, x_raw: np.ndarray, image_size: int, progress=None) -> np.ndar
     with task(progress, f"predicting {len(images)} images", len(images)) as advance:
         for start in range(0, len(images), PREDICT_BATCH):
             batch = vgg16_inputs(images[start:start + PREDICT_BATCH])
-            # Keras: inference mode by default; on torch the result may be on a GPU and track gradients
+            # Keras: inference mode by default; on torch the result may sit on a GPU and track
+            # gradients, which numpy cannot read
             probs.append(keras.ops.convert_to_numpy(model(batch)))
             advance(len(batch))
     return np.concatenate(probs)
