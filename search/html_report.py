@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.report import EXPORT_COLUMNS, export_cells, write_atomic
+from search.study import rank_key
 
 PICTURES = [("learning_curves.png", "Validation accuracy per epoch (pruned trials dashed)"),
             ("confusion_matrix.png", "Confusion matrix on the test set"),
@@ -62,7 +63,7 @@ def _plots(study: optuna.Study) -> str:
 def _top_trials(study: optuna.Study, top: int) -> str:
     ranked = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
                                                                TrialState.PRUNED)),
-                    key=lambda t: t.value if t.value is not None else -1, reverse=True)[:top]
+                    key=rank_key)[:top]
     names = sorted({name for t in ranked for name in t.params})
     rows = [[str(t.number), t.state.name.lower(), "" if t.value is None else f"{t.value:.4f}",
              *(f"{t.params[n]:.3g}" if isinstance(t.params.get(n), float)

@@ -12,7 +12,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from search.study import MONITOR, SearchSettings, trial_counts
+from search.study import MONITOR, SearchSettings, best_trial, trial_counts
 
 if TYPE_CHECKING:  # retrain imports TensorFlow; `report` and `list` should start without it
     from search.retrain import Retrained
@@ -42,7 +42,7 @@ def write_report(out_dir: Path, study: optuna.Study, settings: SearchSettings,
     """Write every output file; returns the report (what report.json holds). `ensemble`: the
     test accuracy of several retrained configurations' averaged probabilities, if asked."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    best = study.best_trial
+    best = best_trial(study)
     report = {
         "study": study.study_name,
         "settings": asdict(settings),
@@ -156,10 +156,11 @@ def plot_learning_curves(path: Path, study: optuna.Study, retrained: Retrained) 
     Right: the retrain's training loss and accuracy per epoch."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    best = best_trial(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         epochs = sorted(t.intermediate_values)  # steps are epochs done
         values = [t.intermediate_values[e] for e in epochs]
-        if t.number == study.best_trial.number:
+        if t.number == best.number:
             left.plot(epochs, values, "-o", color="C3", lw=2.5, label=f"best (#{t.number})", zorder=3)
         elif t.state == TrialState.PRUNED:
             left.plot(epochs, values, "--x", color="grey", alpha=0.6, lw=1)

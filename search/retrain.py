@@ -27,7 +27,7 @@ from search.data import Dataset, training_images
 from search.model import N_BLOCKS, assemble, build_suffix, frozen_prefix
 from search.preprocess import prepare, vgg16_inputs
 from search.progress import task
-from search.study import SearchSettings
+from search.study import SearchSettings, ranked_trials
 from search.train import EpochLog, n_batches, train_suffix
 
 PREDICT_BATCH = 256
@@ -85,12 +85,8 @@ def default_epochs(trial, settings: SearchSettings, n_images: int) -> int:
 
 def top_trials(study, k: int) -> list:
     """The `k` best completed trials with distinct configurations (TPE can repeat one)."""
-    from optuna.trial import TrialState
-
-    ranked = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                    key=lambda t: t.value, reverse=True)
     chosen, seen = [], []
-    for t in ranked:
+    for t in ranked_trials(study):
         if t.params not in seen:
             chosen.append(t)
             seen.append(t.params)

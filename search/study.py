@@ -202,8 +202,21 @@ def trial_counts(study: optuna.Study) -> dict:
     return {s.name.lower(): states.count(s) for s in TrialState}
 
 
+def rank_key(trial: optuna.trial.FrozenTrial) -> tuple:
+    """Sorts trials best first. A 600-image validation set scores accuracy in steps of 1/600, so
+    trials tie often, and Optuna's own best_trial takes the first of a tie; the validation loss
+    at the best epoch separates them (a trial without one, from an older study, comes last)."""
+    value = float("-inf") if trial.value is None else trial.value
+    return -value, trial.user_attrs.get("best_val_loss", float("inf"))
+
+
+def ranked_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Completed trials, best first."""
+    return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=rank_key)
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    try:
-        return study.best_trial
-    except ValueError:
-        raise UserError(f"study {study.study_name!r} has no completed trial yet") from None
+    ranked = ranked_trials(study)
+    if not ranked:
+        raise UserError(f"study {study.study_name!r} has no completed trial yet")
+    return ranked[0]

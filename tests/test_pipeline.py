@@ -155,3 +155,27 @@ def test_pruning_steps_are_epochs_done_so_the_first_rung_is_one_epoch():
     laggard = study.ask()
     with pytest.raises(optuna.TrialPruned):
         StrictPruningCallback(laggard, "val_accuracy").on_epoch_end(0, {"val_accuracy": 0.1})
+
+
+def test_trials_of_equal_accuracy_rank_by_validation_loss():
+    from optuna.distributions import IntDistribution
+    from search.objective import trial_attrs
+    from search.retrain import top_trials
+    from search.study import best_trial
+
+    log = EpochLog(n_images=10)
+    log.epochs = [{"epoch": e, "loss": 0.5, "val_accuracy": acc, "val_loss": vl, "seconds": 1.0,
+                   "images_per_second": 10.0}
+                  for e, (acc, vl) in enumerate([(0.9, 0.3), (0.95, 0.25), (0.95, 0.2)], 1)]
+    attrs = trial_attrs(log, 3.0, unfrozen_blocks=2)
+    assert (attrs["best_epoch"], attrs["best_val_loss"]) == (3, 0.2)  # a tie within the trial
+
+    study = optuna.create_study(direction="maximize")
+    for blocks, value, val_loss in [(1, 0.98, 0.08), (2, 0.98, 0.05), (3, 0.97, 0.01)]:
+        study.add_trial(optuna.trial.create_trial(
+            params={"unfrozen_blocks": blocks}, value=value,
+            distributions={"unfrozen_blocks": IntDistribution(0, 5)},
+            user_attrs={"best_val_loss": val_loss}))
+    assert study.best_trial.number == 0  # Optuna takes the first of a tie
+    assert best_trial(study).number == 1
+    assert [t.number for t in top_trials(study, 3)] == [1, 0, 2]
