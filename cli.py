@@ -221,19 +221,19 @@ def cmd_retrain(args) -> None:
 def cmd_report(args) -> None:
     from rich.table import Table
 
-    from search.study import connect, load_study, trial_counts
+    from search.study import FINISHED, connect, load_study, ranked_trials, trial_counts
 
     study, settings = load_study(connect(storage_url(args)), args.study)
     counts = ", ".join(f"{n} {s}" for s, n in trial_counts(study).items() if n)
     console.print(f"study {study.study_name} on {settings.dataset}: {counts}")
-    ranked = sorted((t for t in study.trials if t.value is not None),
-                    key=lambda t: t.value, reverse=True)[:args.top]
+    ranked = ranked_trials(study, FINISHED)[:args.top]
     names = list(settings.space)
     table = Table(title=f"top {len(ranked)} trials")
-    for column in ["#", "state", "val_accuracy", "epochs", "s", *names]:
+    for column in ["#", "state", "val_accuracy", "val_loss", "epochs", "s", *names]:
         table.add_column(column, justify="right")
     for t in ranked:
         table.add_row(str(t.number), t.state.name.lower(), f"{t.value:.4f}",
+                      str(t.user_attrs.get("best_val_loss", "")),
                       str(t.user_attrs.get("epochs_run", "")), str(t.user_attrs.get("seconds", "")),
                       *(f"{t.params.get(n):.3g}" if isinstance(t.params.get(n), float)
                         else str(t.params.get(n)) for n in names))

@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
 
 from search.report import EXPORT_COLUMNS, export_cells, write_atomic
-from search.study import rank_key
+from search.study import FINISHED, ranked_trials
 
 PICTURES = [("learning_curves.png", "Validation accuracy per epoch (pruned trials dashed)"),
             ("confusion_matrix.png", "Confusion matrix on the test set"),
@@ -61,11 +60,9 @@ def _plots(study: optuna.Study) -> str:
 
 
 def _top_trials(study: optuna.Study, top: int) -> str:
-    ranked = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
-                                                               TrialState.PRUNED)),
-                    key=rank_key)[:top]
+    ranked = ranked_trials(study, FINISHED)[:top]
     names = sorted({name for t in ranked for name in t.params})
-    rows = [[str(t.number), t.state.name.lower(), "" if t.value is None else f"{t.value:.4f}",
+    rows = [[str(t.number), t.state.name.lower(), f"{t.value:.4f}",
              *(f"{t.params[n]:.3g}" if isinstance(t.params.get(n), float)
                else str(t.params.get(n, "")) for n in names)] for t in ranked]
     return f"<h2>Top {len(ranked)} trials</h2>{_table(['#', 'state', 'value', *names], rows)}"

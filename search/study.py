@@ -206,13 +206,13 @@ def rank_key(trial: optuna.trial.FrozenTrial) -> tuple:
     """Sorts trials best first. A 600-image validation set scores accuracy in steps of 1/600, so
     trials tie often, and Optuna's own best_trial takes the first of a tie; the validation loss
     at the best epoch separates them (a trial without one, from an older study, comes last)."""
-    value = float("-inf") if trial.value is None else trial.value
-    return -value, trial.user_attrs.get("best_val_loss", float("inf"))
+    return -trial.value, trial.user_attrs.get("best_val_loss", float("inf"))
 
 
-def ranked_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Completed trials, best first."""
-    return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=rank_key)
+def ranked_trials(study: optuna.Study, states=(TrialState.COMPLETE,)) -> list:
+    """The trials in `states` that have a value, best first."""
+    return sorted((t for t in study.get_trials(deepcopy=False, states=states)
+                   if t.value is not None), key=rank_key)
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:

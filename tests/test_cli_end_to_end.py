@@ -73,6 +73,8 @@ def test_search_retrain_report_export_resume(searched):
     for t in study_trials(studies, "digits"):  # reported at epochs done, 1 to epochs_run
         if t.state.name in ("COMPLETE", "PRUNED"):
             assert sorted(t.intermediate_values) == list(range(1, t.user_attrs["epochs_run"] + 1))
+        if t.state.name == "COMPLETE":  # its validation loss ranks trials of equal accuracy
+            assert t.user_attrs["best_val_loss"] > 0
 
     out = studies / "digits"
     for name in ["preview.png", "report.json", "report.md", "learning_curves.png",
@@ -83,6 +85,7 @@ def test_search_retrain_report_export_resume(searched):
     assert report["test"]["n_test"] == 360  # scikit-learn digits: the fixed 20 % test split
     assert report["test"]["test_accuracy"] > 0.5  # 10 classes: far above chance
     assert report["retrain"]["images"] == 1437  # all of digits' training images, not the 400
+    assert report["retrain"]["trial"] == report["best_trial"]["number"]
     assert report["trials"]["pruned"] >= 1
     assert "precision" in (out / "report.md").read_text()
 
