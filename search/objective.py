@@ -87,12 +87,11 @@ def trial_attrs(log: EpochLog, seconds: float, unfrozen_blocks: int) -> dict:
              "compute_dtype": suffix_dtype(unfrozen_blocks)}  # the machine's choice
     if not log.epochs:
         return attrs
-    scores = [(e.get(MONITOR, float("nan")), -e.get("val_loss", float("inf")))
-              for e in log.epochs]
-    best = max(range(len(scores)), key=lambda i: scores[i])  # ties: the lower validation loss
+    best = max(log.epochs, key=lambda e: (e.get(MONITOR, float("nan")),
+                                          -e.get("val_loss", float("inf"))))  # ties: lower loss
     return {**attrs, "epochs_run": len(log.epochs),
-            "best_epoch": int(log.epochs[best]["epoch"]),  # counted from the model's first epoch
+            "best_epoch": int(best["epoch"]),  # counted from the model's first epoch
             # breaks ties between trials of equal value (search.study.ranked_trials)
-            "best_val_loss": round(-scores[best][1], 5),
+            "best_val_loss": round(best.get("val_loss", float("inf")), 5),
             "images_per_second": round(log.images_per_second, 1),
             "train_loss": [round(e["loss"], 5) for e in log.epochs]}

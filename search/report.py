@@ -156,11 +156,10 @@ def plot_learning_curves(path: Path, study: optuna.Study, retrained: Retrained) 
     Right: the retrain's training loss and accuracy per epoch."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    best = best_trial(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         epochs = sorted(t.intermediate_values)  # steps are epochs done
         values = [t.intermediate_values[e] for e in epochs]
-        if t.number == best.number:
+        if t.number == retrained.trial_number:
             left.plot(epochs, values, "-o", color="C3", lw=2.5, label=f"best (#{t.number})", zorder=3)
         elif t.state == TrialState.PRUNED:
             left.plot(epochs, values, "--x", color="grey", alpha=0.6, lw=1)
