@@ -30,6 +30,9 @@ SMALLEST = {
     "backends.py": ["--images", "64", "--epochs", "1", "--rounds", "1", "--only", "1",
                     "--precision", "mixed_bfloat16", "--batch-size", "32", "--malloc", "vggsearch",
                     "glibc"],
+    # reads a finished study: the test makes one in {studies} first
+    "selection.py": ["--studies-dir", "{studies}", "--study", "digits", "--seed", "0",
+                     "--holdout", "50"],
 }
 
 
@@ -38,8 +41,19 @@ def test_every_benchmark_is_listed():
 
 
 @pytest.mark.parametrize("script", sorted(SMALLEST))
-def test_benchmark_prints_its_table(script):
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), *SMALLEST[script]],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_benchmark_prints_its_table(script, tmp_path):
+    args = [arg.format(studies=tmp_path) for arg in SMALLEST[script]]
+    if "{studies}" in SMALLEST[script]:
+        _run(ROOT / "cli.py", "search", *DIGITS, "--trials", "2", "--subset", "100", "--epochs",
+             "2", "--pruner", "none", "--seed", "0", "--no-retrain", "--studies-dir", tmp_path)
+    done = _run(ROOT / "bench" / script, *args)
     assert "┏" in done.stdout, done.stdout[-3000:]  # a rich table's top border
+    if script == "selection.py":  # it must train each trial exactly as the study did
+        assert "validation reproduced for 2 of 2 trials" in done.stdout, done.stdout[-3000:]
+
+
+def _run(script, *args) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, str(script), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
