@@ -11,7 +11,8 @@ of the validation ranking with the holdout's, and which trial each ranks first.
     python bench/selection.py --studies-dir DIR --seed S [--study mnist --holdout 10000 --top K]
 
 `--seed` is the search's (`search --seed`, `bench/end_to_end.py --seed`; trial n trained with
-seed + n). The study's activation cache is reused, and the holdout's and test set's activations
+seed + n). `--seeds K` also trains each trial with K-1 other seeds, to the same epoch: how much of
+a trial's value is its seed's luck. The study's activation cache is reused, and the holdout's and test set's activations
 are added to it.
 """
 from __future__ import annotations
@@ -38,6 +39,8 @@ from search.model import N_BLOCKS, load_vgg16  # noqa: E402
 from search.preprocess import prepare  # noqa: E402
 from search.study import connect, default_storage, load_study, ranked_trials  # noqa: E402
 from search.train import CachedBatches, EpochLog, train_suffix  # noqa: E402
+
+OTHER_SEEDS = 10_000  # --seeds: seed k > 0 of trial n is the search's + n + k * this
 
 
 class ScoreAt(keras.callbacks.Callback):
@@ -67,6 +70,20 @@ def holdout_images(data, subset: int, n: int):
     return data.x_train[chosen], data.y_train[chosen]
 
 
+def train_again(trial, cache, settings, data, train, val, holdout, test, seed: int) -> dict:
+    """`trial`'s configuration trained as the study trained it, with `seed`, to its best epoch:
+    the accuracy there on the validation images, the holdout and the test set."""
+    frozen = N_BLOCKS - trial.params["unfrozen_blocks"]
+    sets = {name: CachedBatches([cache.activations(images, frozen)], images.labels, 256,
+                                shuffle=False) for name, images in [("holdout", holdout),
+                                                                    ("test", test)]}
+    log, score = EpochLog(len(train.labels)), ScoreAt(trial.user_attrs["best_epoch"], sets)
+    train_suffix(trial.params, cache, train, val, len(data.class_names), settings.epochs, seed,
+                 [log, score])
+    clear_session()
+    return {"val": log.epochs[-1]["val_accuracy"], **score.accuracy}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies-dir", type=Path, required=True)
@@ -74,6 +91,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, required=True, help="the search's --seed")
     parser.add_argument("--holdout", type=int, default=10_000)
     parser.add_argument("--top", type=int, help="only the study's first K completed trials")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="also train each trial with SEEDS-1 other seeds: how much of its "
+                             "value is its seed's luck")
     parser.add_argument("--cache-dir", type=Path, help="default: the study's, STUDIES_DIR/cache")
     args = parser.parse_args()
 
@@ -94,26 +114,22 @@ def main() -> None:
     rows = []
     for trial in trials:
         started = time.perf_counter()
-        frozen = N_BLOCKS - trial.params["unfrozen_blocks"]
-        sets = {name: CachedBatches([cache.activations(images, frozen)], images.labels, 256,
-                                    shuffle=False) for name, images in [("holdout", holdout),
-                                                                        ("test", test)]}
-        log, score = EpochLog(len(train.labels)), ScoreAt(trial.user_attrs["best_epoch"], sets)
-        train_suffix(trial.params, cache, train, val, len(data.class_names), settings.epochs,
-                     args.seed + trial.number, [log, score])
-        rows.append({"trial": trial, "val": log.epochs[-1]["val_accuracy"], **score.accuracy,
-                     "seconds": time.perf_counter() - started})
-        print(f"trial {trial.number}: study {trial.value:.4f}, again {rows[-1]['val']:.4f}, "
-              f"holdout {score.accuracy['holdout']:.4f}, test {score.accuracy['test']:.4f}",
-              flush=True)
-        clear_session()
+        runs = [train_again(trial, cache, settings, data, train, val, holdout, test,
+                            args.seed + trial.number + OTHER_SEEDS * k) for k in range(args.seeds)]
+        rows.append({"trial": trial, **runs[0], "seconds": time.perf_counter() - started,
+                     "other_seeds": runs[1:]})
+        print(f"trial {trial.number}: study {trial.value:.4f}, again {runs[0]['val']:.4f}, "
+              f"holdout {runs[0]['holdout']:.4f}, test {runs[0]['test']:.4f}"
+              + "".join(f"; another seed: val {r['val']:.4f}, holdout {r['holdout']:.4f}"
+                        for r in runs[1:]), flush=True)
 
     table = Table(title=f"study {args.study} ({args.studies_dir}): its completed trials, trained "
                         f"again to their best epoch on {len(train.labels)} images; validation "
                         f"{len(val.labels)}, holdout {len(holdout.labels)}, test "
                         f"{len(test.labels)} images")
+    others = [f"other seeds' {name} (mean)" for name in ("val", "holdout")] if args.seeds > 1 else []
     for column in ["study rank", "trial", "blocks", "lr", "batch", "aug", "head", "dropout",
-                   "epoch", "study val", "val again", "holdout", "test", "s"]:
+                   "epoch", "study val", "val again", "holdout", "test", *others, "s"]:
         table.add_column(column, justify="right")
     for rank, row in enumerate(rows, 1):
         t, p = row["trial"], row["trial"].params
@@ -121,20 +137,35 @@ def main() -> None:
                       f"{p['learning_rate']:.2e}", str(p["batch_size"]),
                       f"{p['augment_strength']:g}", str(p["head_units"]), f"{p['dropout']:.2f}",
                       str(t.user_attrs["best_epoch"]), f"{t.value:.4f}", f"{row['val']:.4f}",
-                      f"{row['holdout']:.4f}", f"{row['test']:.4f}", f"{row['seconds']:.0f}")
+                      f"{row['holdout']:.4f}", f"{row['test']:.4f}",
+                      *[f"{np.mean([r[name] for r in row['other_seeds']]):.4f}"
+                        for name in ("val", "holdout") if others], f"{row['seconds']:.0f}")
     console = Console(width=180)
     console.print(table)
     reproduced = sum(abs(r["val"] - r["trial"].value) < 1e-6 for r in rows)
     console.print(f"validation reproduced for {reproduced} of {len(rows)} trials")
     if len(rows) > 1:
-        by_holdout = max(rows, key=lambda r: r["holdout"])
+        study_values = [r["trial"].value for r in rows]
         console.print(
-            f"Spearman, study validation vs holdout: "
-            f"{spearmanr([r['trial'].value for r in rows], [r['holdout'] for r in rows])[0]:.2f}; "
-            f"holdout vs test: {spearmanr([r['holdout'] for r in rows], [r['test'] for r in rows])[0]:.2f}. "
+            f"Spearman, study validation vs holdout: {spearmanr(study_values, holdout_of(rows))[0]:.2f}; "
+            f"holdout vs test: {spearmanr(holdout_of(rows), [r['test'] for r in rows])[0]:.2f}. "
             f"The study's first, #{rows[0]['trial'].number}: holdout {rows[0]['holdout']:.4f}; "
-            f"the holdout's first, #{by_holdout['trial'].number}: {by_holdout['holdout']:.4f}")
+            f"the holdout's first: {first(rows, holdout_of(rows))}")
+        if args.seeds > 1:
+            other = [float(np.mean([o["holdout"] for o in r["other_seeds"]])) for r in rows]
+            console.print(
+                f"With the other seeds (mean holdout): Spearman with the study's validation "
+                f"{spearmanr(study_values, other)[0]:.2f}, with this seed's holdout "
+                f"{spearmanr(holdout_of(rows), other)[0]:.2f}; first: {first(rows, other)}")
 
+
+def holdout_of(rows: list) -> list:
+    return [r["holdout"] for r in rows]
+
+
+def first(rows: list, scores: list) -> str:
+    best = int(np.argmax(scores))
+    return f"#{rows[best]['trial'].number} ({scores[best]:.4f}, the study's rank {best + 1})"
 
 if __name__ == "__main__":
     main()
