@@ -12,8 +12,8 @@ of the validation ranking with the holdout's, and which trial each ranks first.
 
 `--seed` is the search's (`search --seed`, `bench/end_to_end.py --seed`; trial n trained with
 seed + n). `--seeds K` also trains each trial with K-1 other seeds, to the same epoch: how much of
-a trial's value is its seed's luck. The study's activation cache is reused, and the holdout's and test set's activations
-are added to it.
+a trial's value is its seed's luck. The study's activation cache is reused, and the holdout's
+and test set's activations are added to it.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from search.cache import FeatureCache  # noqa: E402
-from search.data import load_dataset, split_for_search, training_images  # noqa: E402
+from search.data import load_dataset, split_for_search, subset_indices  # noqa: E402
 from search.memory import clear_session  # noqa: E402
 from search.model import N_BLOCKS, load_vgg16  # noqa: E402
 from search.preprocess import prepare  # noqa: E402
@@ -59,9 +59,7 @@ class ScoreAt(keras.callbacks.Callback):
 
 def holdout_images(data, subset: int, n: int):
     """`n` training images, stratified, from outside the search's subset (search.data's split)."""
-    inside, outside = train_test_split(np.arange(len(data.y_train)), train_size=subset,
-                                       stratify=data.y_train, random_state=0)
-    assert np.array_equal(data.x_train[inside], training_images(data, subset)[0])
+    _, outside = subset_indices(data, subset)
     if n > len(outside):
         raise SystemExit(f"--holdout {n}: only {len(outside)} training images lie outside the "
                          "study's subset")
@@ -127,7 +125,8 @@ def main() -> None:
                         f"again to their best epoch on {len(train.labels)} images; validation "
                         f"{len(val.labels)}, holdout {len(holdout.labels)}, test "
                         f"{len(test.labels)} images")
-    others = [f"other seeds' {name} (mean)" for name in ("val", "holdout")] if args.seeds > 1 else []
+    others = ([f"other seeds' {name} (mean)" for name in ("val", "holdout")]
+              if args.seeds > 1 else [])
     for column in ["study rank", "trial", "blocks", "lr", "batch", "aug", "head", "dropout",
                    "epoch", "study val", "val again", "holdout", "test", *others, "s"]:
         table.add_column(column, justify="right")
@@ -147,7 +146,8 @@ def main() -> None:
     if len(rows) > 1:
         study_values = [r["trial"].value for r in rows]
         console.print(
-            f"Spearman, study validation vs holdout: {spearmanr(study_values, holdout_of(rows))[0]:.2f}; "
+            f"Spearman, study validation vs holdout: "
+            f"{spearmanr(study_values, holdout_of(rows))[0]:.2f}; "
             f"holdout vs test: {spearmanr(holdout_of(rows), [r['test'] for r in rows])[0]:.2f}. "
             f"The study's first, #{rows[0]['trial'].number}: holdout {rows[0]['holdout']:.4f}; "
             f"the holdout's first: {first(rows, holdout_of(rows))}")
@@ -166,6 +166,7 @@ def holdout_of(rows: list) -> list:
 def first(rows: list, scores: list) -> str:
     best = int(np.argmax(scores))
     return f"#{rows[best]['trial'].number} ({scores[best]:.4f}, the study's rank {best + 1})"
+
 
 if __name__ == "__main__":
     main()

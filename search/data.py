@@ -72,15 +72,21 @@ def load_dataset(name: str) -> Dataset:
 
 def training_images(data: Dataset, subset: int | None, seed: int = 0):
     """The training images, or a stratified subset of `subset` of them."""
+    if subset is None or subset >= len(data.y_train):
+        return data.x_train, data.y_train
+    inside, _ = subset_indices(data, subset, seed)
+    return data.x_train[inside], data.y_train[inside]
+
+
+def subset_indices(data: Dataset, subset: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a stratified subset of `subset` training images, and of the images left out."""
     from sklearn.model_selection import train_test_split
 
-    x, y = data.x_train, data.y_train
-    if subset is not None and subset < len(y):
-        try:
-            x, _, y, _ = train_test_split(x, y, train_size=subset, stratify=y, random_state=seed)
-        except ValueError as err:
-            raise UserError(f"--subset {subset} is too small for a stratified sample ({err})") from err
-    return x, y
+    try:
+        return train_test_split(np.arange(len(data.y_train)), train_size=subset,
+                                stratify=data.y_train, random_state=seed)
+    except ValueError as err:
+        raise UserError(f"--subset {subset} is too small for a stratified sample ({err})") from err
 
 
 def split_for_search(data: Dataset, val_fraction: float, subset: int | None, seed: int = 0) -> Split:
