@@ -55,6 +55,10 @@ def add_retrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ensemble", type=positive_int, default=1, metavar="K",
                    help="also retrain the next K-1 distinct configurations and report the test "
                         "accuracy of their averaged probabilities beside the best one's")
+    p.add_argument("--confirm", type=int, default=0, metavar="K",
+                   help="before the retrain, train the K best configurations again with another "
+                        "seed on the search's images and retrain the best mean over both seeds "
+                        "(default: 0, off; search.confirm)")
 
 
 def add_search_options(p: argparse.ArgumentParser) -> None:
@@ -185,7 +189,7 @@ def search_options(args) -> dict:
                 val_fraction=args.val_fraction, epochs=args.epochs, pruner=args.pruner,
                 seed=args.seed, do_retrain=not args.no_retrain,
                 retrain_epochs=args.retrain_epochs, retrain_subset=args.retrain_subset,
-                cache_dir=args.cache_dir, ensemble=args.ensemble,
+                cache_dir=args.cache_dir, ensemble=args.ensemble, confirm_top=args.confirm,
                 memory_limit_mb=args.worker_memory_mb)
 
 
@@ -215,7 +219,8 @@ def cmd_retrain(args) -> None:
     with graceful():
         retrain_study(args.study, storage=args.storage, studies_dir=args.studies_dir,
                       epochs=args.retrain_epochs, subset=args.retrain_subset,
-                      cache_dir=args.cache_dir, ensemble=args.ensemble)
+                      cache_dir=args.cache_dir, ensemble=args.ensemble,
+                      confirm_top=args.confirm)
 
 
 def cmd_report(args) -> None:

@@ -5,10 +5,11 @@ built inside the timed part, as on a user's first study; `--keep DIR` keeps it a
     python bench/end_to_end.py --weights PATH                      # the default 50-trial MNIST study
     python bench/end_to_end.py --weights PATH --trials 6 --subset 2000 --epochs 3 --retrain-epochs 1
 
-Prints the trials, best validation accuracy, test accuracy, search / retrain / total seconds and the
-peak memory: RSS of this process and of its largest trial worker (as the OS counts it, memory-mapped
-cache pages included), and the anonymous memory alone (Linux's RssAnon, sampled every second: what
-the processes hold themselves, without the cache pages the OS can drop).
+Prints the trials, best validation accuracy, the trial retrained and its test accuracy, search /
+confirmation (`--confirm K`, search.confirm) / retrain / total seconds and the peak memory: RSS
+of this process and of its largest trial worker (as the OS counts it, memory-mapped cache pages
+included), and the anonymous memory alone (Linux's RssAnon, sampled every second: what the
+processes hold themselves, without the cache pages the OS can drop).
 """
 from __future__ import annotations
 
@@ -78,6 +79,8 @@ def main() -> None:
     parser.add_argument("--retrain-subset", type=subset_arg, default="all",
                         help="images of the retrain: N or all (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--confirm", type=int, default=0, metavar="K",
+                        help="as `cli.py search --confirm K` (default: 0, off)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the studies folder (database, report, model, cache) in DIR, a "
                              "new folder, for a later look; default: a temporary one, deleted")
@@ -93,7 +96,7 @@ def main() -> None:
         summary = run_search(args.dataset, args.trials, studies_dir=studies, weights=args.weights,
                              subset=args.subset, epochs=args.epochs, seed=args.seed,
                              retrain_epochs=args.retrain_epochs,
-                             retrain_subset=args.retrain_subset)
+                             retrain_subset=args.retrain_subset, confirm_top=args.confirm)
     total = time.perf_counter() - started
     anonymous.finished.set()
     report = summary["report"]
@@ -104,14 +107,18 @@ def main() -> None:
                         f"{args.epochs} epochs, seed {args.seed}, retrained "
                         f"{len(report['retrain']['history'])} epochs on "
                         f"{report['retrain']['images']} images")
-    for column in ["complete / pruned / failed", "best val", "test accuracy", "search s",
-                   "retrain + test s", "total s", "peak RSS GiB (process / largest worker)",
+    for column in ["complete / pruned / failed", "best val", "retrained", "test accuracy",
+                   "search s", "confirm s", "retrain + test s", "total s",
+                   "peak RSS GiB (process / largest worker)",
                    "peak RssAnon GiB (largest process / all together)"]:
         table.add_column(column, justify="right")
     counts = summary["trials"]
     table.add_row(f"{counts['complete']} / {counts['pruned']} / {counts['fail']}",
-                  f"{summary['best_value']:.4f}", f"{report['test']['test_accuracy']:.4f}",
-                  f"{summary['search_seconds']:.0f}", f"{report['seconds']['retrain']:.0f}",
+                  f"#{summary['best_trial']} {summary['best_value']:.4f}",
+                  f"#{report['retrain']['trial']}", f"{report['test']['test_accuracy']:.4f}",
+                  f"{summary['search_seconds']:.0f}",
+                  f"{report['seconds'].get('confirm', 0):.0f}",
+                  f"{report['seconds']['retrain']:.0f}",
                   f"{total:.0f}", f"{peak['this process']:.2f} / {peak['trial workers']:.2f}",
                   f"{anonymous.largest:.2f} / {anonymous.together:.2f}")
     Console(width=160).print(table)

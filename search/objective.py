@@ -50,6 +50,8 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         params = self.space.sample(trial)
         trial.set_user_attr("pid", os.getpid())  # which process runs it (crash recovery, tests)
+        seed = self.seed + trial.number
+        trial.set_user_attr("train_seed", seed)  # search.confirm reruns it with others
         batches = n_batches(len(self.train.labels), params["batch_size"], self.epochs)
         started = time.perf_counter()
         with task(self.progress, f"trial {trial.number}: {params['unfrozen_blocks']} unfrozen "
@@ -57,7 +59,7 @@ class Objective:
             log = EpochLog(len(self.train.labels), advance)
             try:
                 suffix = train_suffix(params, self.cache, self.train, self.val, self.n_classes,
-                                      self.epochs, self.seed + trial.number,
+                                      self.epochs, seed,
                                       [log, StrictPruningCallback(trial, MONITOR)],
                                       warmup_images=self.warmup_images)
             except optuna.TrialPruned:

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 
 from search.cache import FeatureCache
+from search.confirm import confirm
 from search.data import BUILTIN, load_dataset, split_for_search, training_images
 from search.errors import LostTrial, SurplusTrial, UserError
 from search.export import CALIBRATION_IMAGES, export, measure, save_model
@@ -23,7 +24,7 @@ from search.objective import Objective
 from search.preview import preview
 from search.progress import console, counted, new_progress
 from search.dashboard import note_report, note_settings, upload_best
-from search.report import add_exports, markdown, write_atomic, write_report
+from search.report import add_exports, confirmation_table, markdown, write_atomic, write_report
 from search.retrain import ensemble_accuracy, evaluate, retrain, top_trials
 from search.shared_study import (check_not_surplus, record_retrained, retrain_claim,
                                  target_reached)
@@ -40,7 +41,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
                val_fraction: float = DEFAULT_VAL_FRACTION, epochs: int = DEFAULT_EPOCHS,
                pruner: str = "hyperband", seed: int | None = None, do_retrain: bool = True,
                retrain_epochs: int | None = None, retrain_subset: int | str = "all",
-               cache_dir=None, ensemble: int = 1,
+               cache_dir=None, ensemble: int = 1, confirm_top: int = 0,
                memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB,
                keras_tuner: str | None = None, workers: int = 1,
                separate_process: bool = True) -> dict:
@@ -59,6 +60,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
         raise UserError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
     if subset != "all" and subset < 10:
         raise UserError(f"--subset must be at least 10 images, got {subset}")
+    check_confirm(confirm_top)
     suffix_dtype(N_BLOCKS)  # a bad VGGSEARCH_PRECISION is an error now, not in every trial
     url = storage or default_storage(studies_dir)
     if workers > 1 and (keras_tuner or url.startswith("sqlite") or not separate_process):
@@ -101,7 +103,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
                                      data.flips_keep_label)
                 summary["report"] = retrain_and_report(study, settings, data, cache, out_dir,
                                                        retrain_epochs, retrain_subset, seconds,
-                                                       ensemble)
+                                                       ensemble, confirm_top)
     return summary
 
 
@@ -218,19 +220,35 @@ def summarize(study: optuna.Study) -> dict:
             "best_params": best.params, "best_trial": best.number}
 
 
+def check_confirm(confirm_top: int) -> None:
+    if confirm_top < 0:
+        raise UserError(f"--confirm must be 0 (off) or more configurations, got {confirm_top}")
+
+
 def retrain_and_report(study, settings: SearchSettings, data, cache: FeatureCache, out_dir: Path,
-                       epochs=None, subset="all", seconds=None, ensemble: int = 1) -> dict:
-    """Retrain the best trial (and the next `ensemble - 1` distinct configurations), test, report."""
+                       epochs=None, subset="all", seconds=None, ensemble: int = 1,
+                       confirm_top: int = 0) -> dict:
+    """Retrain the best trial (and the next `ensemble - 1` distinct configurations), test, report.
+    With `confirm_top` K, the K best configurations are first run again with another seed and
+    reordered by their mean (search.confirm)."""
     seconds = dict(seconds or {})
-    started = time.perf_counter()
     best_trial(study)  # a clear error when no trial has completed
-    members = top_trials(study, ensemble)
+    members = top_trials(study, max(ensemble, confirm_top))
     if len(members) < ensemble:
         console.print(f"only {len(members)} distinct completed configurations for an ensemble "
                       f"of {ensemble}", style="yellow")
-    retrained, evaluations = [], []
+    retrained, evaluations, confirmation = [], [], None
     with new_progress() as progress:
         cache.progress = progress
+        if confirm_top:
+            started = time.perf_counter()
+            reruns = confirm(members[:confirm_top], settings, data, cache, progress=progress)
+            members = [c.trial for c in reruns] + members[confirm_top:]
+            seconds["confirm"] = time.perf_counter() - started
+            confirmation = [c.as_dict() for c in reruns]
+            console.print(confirmation_table(confirmation))
+        started = time.perf_counter()
+        members = members[:ensemble]
         for trial in members:
             if retrained:
                 clear_session()  # the previous member's training graph and batches
@@ -246,7 +264,7 @@ def retrain_and_report(study, settings: SearchSettings, data, cache: FeatureCach
                     "member_test_accuracy": [e["test_accuracy"] for e in evaluations],
                     "test_accuracy": ensemble_accuracy(evaluations)}
     report = write_report(out_dir, study, settings, best, evaluation, data.class_names, seconds,
-                          combined)
+                          combined, confirmation)
     note_report(study, markdown(report, pictures=False))
     upload_best(study, out_dir, out_dir.parent)
     record_retrained(study)
@@ -262,8 +280,9 @@ def retrain_and_report(study, settings: SearchSettings, data, cache: FeatureCach
 
 def retrain_study(study_name: str, *, storage: str | None = None, studies_dir="studies",
                   epochs: int | None = None, subset: int | str = "all",
-                  cache_dir=None, ensemble: int = 1) -> dict:
+                  cache_dir=None, ensemble: int = 1, confirm_top: int = 0) -> dict:
     """Retrain and report an existing study's best trial (data and model from its settings)."""
+    check_confirm(confirm_top)
     study, settings = load_study(connect(storage or default_storage(studies_dir)), study_name)
     data = load_dataset(settings.dataset)
     base = load_vgg16(settings.weights, settings.image_size)
@@ -272,7 +291,7 @@ def retrain_study(study_name: str, *, storage: str | None = None, studies_dir="s
     cache = FeatureCache(Path(cache_dir or Path(studies_dir) / "cache"), base,
                          settings.weights_id, settings.image_size, data.flips_keep_label)
     return retrain_and_report(study, settings, data, cache, Path(studies_dir) / study_name,
-                              epochs, subset, ensemble=ensemble)
+                              epochs, subset, ensemble=ensemble, confirm_top=confirm_top)
 
 
 def export_study(study_name: str, formats: list[str], *, out=None, storage: str | None = None,

@@ -38,9 +38,11 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_report(out_dir: Path, study: optuna.Study, settings: SearchSettings,
                  retrained: Retrained, evaluation: dict, class_names: list[str],
-                 seconds: dict, ensemble: dict | None = None) -> dict:
+                 seconds: dict, ensemble: dict | None = None,
+                 confirmation: list[dict] | None = None) -> dict:
     """Write every output file; returns the report (what report.json holds). `ensemble`: the
-    test accuracy of several retrained configurations' averaged probabilities, if asked."""
+    test accuracy of several retrained configurations' averaged probabilities, if asked;
+    `confirmation`: the top configurations' reruns with other seeds (search.confirm), if asked."""
     out_dir.mkdir(parents=True, exist_ok=True)
     best = best_trial(study)
     report = {
@@ -56,6 +58,7 @@ def write_report(out_dir: Path, study: optuna.Study, settings: SearchSettings,
                                              "classification_report", "confusion_matrix",
                                              "classification_report_text")},
         "ensemble": ensemble,
+        "confirmation": confirmation,
         "seconds": seconds,
         "class_names": class_names,
         "files": ["preview.png", "report.json", "report.md", "learning_curves.png", "confusion_matrix.png",
@@ -94,8 +97,36 @@ def export_cells(row: dict) -> list[str]:
 
 def export_lines(rows) -> list[str]:
     """Markdown table rows of measured exports."""
-    return ["| " + " | ".join(EXPORT_COLUMNS) + " |", "|---|---:|---:|---:|---:|",
-            *("| " + " | ".join(export_cells(r)) + " |" for r in rows)]
+    return markdown_table(EXPORT_COLUMNS, map(export_cells, rows))
+
+
+CONFIRMATION_COLUMNS = ["trial", "study's value", "with other seeds", "mean", "seconds"]
+
+
+def confirmation_cells(row: dict) -> list[str]:
+    """One configuration's confirmation (search.confirm) as the cells of CONFIRMATION_COLUMNS."""
+    return [f"#{row['trial']}", f"{row['values'][0]:.4f}",
+            ", ".join(f"{v:.4f}" for v in row["values"][1:]), f"{row['mean']:.4f}",
+            f"{row['seconds']:.0f}"]
+
+
+def confirmation_table(rows: list[dict]):
+    """The confirmation as a rich table, best mean first."""
+    from rich.table import Table
+
+    table = Table(title="the best configurations run again with another seed (validation "
+                        "accuracy at each trial's best epoch), best mean first")
+    for column in CONFIRMATION_COLUMNS:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*confirmation_cells(row))
+    return table
+
+
+def markdown_table(columns: list[str], rows) -> list[str]:
+    """Lines of a Markdown table: the first column left-aligned, the others right."""
+    return ["| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1),
+            *("| " + " | ".join(cells) + " |" for cells in rows)]
 
 
 def markdown(report: dict, pictures: bool = True) -> str:
@@ -105,11 +136,13 @@ def markdown(report: dict, pictures: bool = True) -> str:
     params = "\n".join(f"| {k} | {v:.3g} |" if isinstance(v, float) else f"| {k} | {v} |"
                        for k, v in best["params"].items())
     counts = ", ".join(f"{n} {state}" for state, n in report["trials"].items() if n)
+    confirm_time = (f" confirmation {report['seconds']['confirm']:.0f} s,"
+                    if "confirm" in report["seconds"] else "")
     return f"""# Study `{report['study']}`
 
 Dataset `{s['dataset']}` (search subset: {s['subset'] or 'all'}, validation {s['val_fraction']:.0%}),
 images {s['image_size']} px, weights `{s['weights']}`, up to {s['epochs']} epochs a trial.
-Trials: {counts}. Wall time: search {report['seconds'].get('search', 0):.0f} s,
+Trials: {counts}. Wall time: search {report['seconds'].get('search', 0):.0f} s,{confirm_time}
 retrain + evaluation {report['seconds'].get('retrain', 0):.0f} s.
 
 ## Best trial: #{best['number']}, validation accuracy {best['value']:.4f}
@@ -128,8 +161,15 @@ retrain + evaluation {report['seconds'].get('retrain', 0):.0f} s.
 
 
 def extra_sections(report: dict) -> str:
-    """The ensemble and the measured exports, when there are any."""
+    """The confirmation, the ensemble and the measured exports, when there are any."""
     text = ""
+    if report.get("confirmation"):
+        rows = report["confirmation"]
+        text += (f"\n## Confirmation: the {len(rows)} best configurations run again with another "
+                 f"seed\n\nRetrained: #{report['retrain']['trial']}, the best mean validation "
+                 "accuracy at the trial's best epoch.\n\n"
+                 + "\n".join(markdown_table(CONFIRMATION_COLUMNS, map(confirmation_cells, rows)))
+                 + "\n")
     if report.get("ensemble"):
         e = report["ensemble"]
         members = ", ".join(f"#{n} {a:.4f}" for n, a in zip(e["trials"], e["member_test_accuracy"]))
@@ -152,7 +192,7 @@ def _pyplot():
 
 
 def plot_learning_curves(path: Path, study: optuna.Study, retrained: Retrained) -> None:
-    """Left: validation accuracy per epoch of every trial (pruned ones dashed, best bold).
+    """Left: validation accuracy per epoch of every trial (pruned ones dashed, the retrained one bold).
     Right: the retrain's training loss and accuracy per epoch."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -160,7 +200,8 @@ def plot_learning_curves(path: Path, study: optuna.Study, retrained: Retrained) 
         epochs = sorted(t.intermediate_values)  # steps are epochs done
         values = [t.intermediate_values[e] for e in epochs]
         if t.number == retrained.trial_number:
-            left.plot(epochs, values, "-o", color="C3", lw=2.5, label=f"best (#{t.number})", zorder=3)
+            left.plot(epochs, values, "-o", color="C3", lw=2.5, label=f"retrained (#{t.number})",
+                      zorder=3)
         elif t.state == TrialState.PRUNED:
             left.plot(epochs, values, "--x", color="grey", alpha=0.6, lw=1)
         else:

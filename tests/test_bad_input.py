@@ -34,6 +34,7 @@ SPACE = TINY_SPACE.read_text()
 CASES = {
     "unknown dataset": (["--dataset", "imagenet22k"], "unknown dataset"),
     "trials below one": (["--trials", "0"], "--trials must be at least 1"),
+    "confirm below zero": (["--confirm", "-1"], "--confirm must be 0 (off)"),
     "imagenet weights offline": (["--weights", "imagenet"], "cannot get the ImageNet weights"),
     "missing weights file": (["--weights", "/nonexistent/vgg16.h5"], "weights file not found"),
     "corrupt weights file": (lambda tmp: ["--weights", write(tmp / "w.h5", "not hdf5")],

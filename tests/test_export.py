@@ -1,6 +1,6 @@
 """Export formats of a small `digits` study's model, loaded back from their files: predictions agree
-with the Keras model's; `predict` on image files; the ensemble retrain; the HTML report; bad model
-files."""
+with the Keras model's; `predict` on image files; the confirmed and ensemble retrain; the HTML
+report; bad model files."""
 import json
 
 import numpy as np
@@ -10,13 +10,17 @@ from PIL import Image
 from browser import chromium, console_errors, page_text
 from cli import main
 from conftest import ROOT, WEIGHTS, run_cli
-from search.data import load_dataset
+from search.cache import FeatureCache
+from search.confirm import rerun, training_seed
+from search.data import load_dataset, split_for_search
 from search.export import FORMATS
 from search.exported import load_exported
+from search.model import load_vgg16
 from search.pipeline import run_search
 from search.predict import predict_files
-from search.preprocess import to_rgb, vgg16_inputs
+from search.preprocess import prepare, to_rgb, vgg16_inputs
 from search.retrain import ensemble_accuracy
+from search.study import connect, default_storage, load_study, ranked_trials
 
 # Share of test images where int8 TFLite and Keras predict the same class. The fixture's model is a
 # weak one (2 epochs on 400 images, test accuracy 0.66-0.73) with many near-ties that int8 rounding
@@ -27,13 +31,14 @@ INT8_ACCURACY_DROP = 0.02
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
-    """A 3-trial digits study (real weights where the assets are, random otherwise), retrained
-    as an ensemble of 2 on its 400 search images (the retrain is not under test here), and
-    exported in every format."""
+    """A 3-trial digits study (real weights where the assets are, random otherwise), its best 3
+    configurations confirmed with another seed, retrained as an ensemble of 2 on its 400 search
+    images (the retrain is not under test here), and exported in every format."""
     studies = tmp_path_factory.mktemp("export") / "studies"
     weights = str(WEIGHTS) if WEIGHTS.is_file() else "none"
     run_search("digits", 3, subset=400, epochs=2, pruner="none", seed=0, weights=weights,
-               space=ROOT / "tests" / "spaces" / "steady.toml", ensemble=2, retrain_subset=400,
+               space=ROOT / "tests" / "spaces" / "steady.toml", ensemble=2, confirm_top=3,
+               retrain_subset=400,
                studies_dir=studies, separate_process=False)  # no worker process to start
     exported = run_cli("export", "--study", "digits", "--format", "all", "--studies-dir", studies)
     assert exported.returncode == 0, exported.stderr
@@ -44,9 +49,39 @@ def studies(tmp_path_factory):
 def test_ensemble_is_reported(studies):
     report = json.loads((studies / "digits" / "report.json").read_text())
     ensemble = report["ensemble"]
-    assert len(ensemble["trials"]) == 2 and ensemble["trials"][0] == report["best_trial"]["number"]
+    assert len(ensemble["trials"]) == 2 and ensemble["trials"][0] == report["retrain"]["trial"]
     assert ensemble["member_test_accuracy"][0] == report["test"]["test_accuracy"]
     assert "Ensemble of 2" in (studies / "digits" / "report.md").read_text()
+
+
+def test_confirmation_orders_the_retrain_by_the_mean_over_seeds(studies):
+    report = json.loads((studies / "digits" / "report.json").read_text())
+    rows = report["confirmation"]
+    study, _ = load_study(connect(default_storage(studies)), "digits")
+    assert sorted(r["trial"] for r in rows) == sorted(t.number for t in ranked_trials(study))
+    for row in rows:
+        assert row["values"][0] == study.trials[row["trial"]].value  # the study's seed first
+        assert len(row["values"]) == 2 and row["seeds"][1] != row["seeds"][0]
+        assert row["mean"] == pytest.approx(np.mean(row["values"]))
+    assert [r["mean"] for r in rows] == sorted((r["mean"] for r in rows), reverse=True)
+    assert report["ensemble"]["trials"] == [r["trial"] for r in rows[:2]]
+    assert report["seconds"]["confirm"] > 0
+    markdown = (studies / "digits" / "report.md").read_text()
+    assert "Confirmation: the 3 best configurations" in markdown
+
+
+def test_a_rerun_with_the_trials_own_seed_reproduces_its_value(studies):
+    """The rerun trains as the study did: same images, epochs and seed give the same value."""
+    study, settings = load_study(connect(default_storage(studies)), "digits")
+    data = load_dataset("digits")
+    split = split_for_search(data, settings.val_fraction, settings.subset)
+    train, val = (prepare(x, y, settings.image_size) for x, y in
+                  [(split.x_train, split.y_train), (split.x_val, split.y_val)])
+    cache = FeatureCache(studies / "cache", load_vgg16(settings.weights, settings.image_size),
+                         settings.weights_id, settings.image_size, data.flips_keep_label)
+    for trial in ranked_trials(study)[:2]:
+        assert rerun(trial, cache, train, val, len(data.class_names),
+                     training_seed(trial)) == trial.value
 
 
 def test_ensemble_averages_probabilities():
