@@ -8,11 +8,12 @@ scores each there on the study's validation images (which must reproduce the stu
 set. It prints the trials in the study's order with the three accuracies, the Spearman correlation
 of the validation ranking with the holdout's, and which trial each ranks first.
 
-    python bench/selection.py --studies-dir DIR --seed S [--study mnist --holdout 10000 --top K]
+    python bench/selection.py --studies-dir DIR [--study mnist --holdout 10000 --top K --seeds K]
 
-`--seed` is the search's (`search --seed`, `bench/end_to_end.py --seed`; trial n trained with
-seed + n). `--seeds K` also trains each trial with K-1 other seeds, to the same epoch: how much of
-a trial's value is its seed's luck. The study's activation cache is reused, and the holdout's
+Each trial trains with the seed the study recorded for it; `--seed S`, the search's, is for
+studies made before trials recorded theirs (trial n trained with S + n). `--seeds K` also trains
+each trial with K-1 other seeds, to the same epoch, as `--confirm` does (search.confirm): how much
+of a trial's value is its seed's luck. The study's activation cache is reused, and the holdout's
 and test set's activations are added to it.
 """
 from __future__ import annotations
@@ -33,28 +34,24 @@ from scipy.stats import spearmanr  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from search.cache import FeatureCache  # noqa: E402
+from search.confirm import OTHER_SEEDS, rerun, training_seed  # noqa: E402
 from search.data import load_dataset, split_for_search, subset_indices  # noqa: E402
-from search.memory import clear_session  # noqa: E402
 from search.model import N_BLOCKS, load_vgg16  # noqa: E402
 from search.preprocess import prepare  # noqa: E402
 from search.study import connect, default_storage, load_study, ranked_trials  # noqa: E402
-from search.train import CachedBatches, EpochLog, train_suffix  # noqa: E402
-
-OTHER_SEEDS = 10_000  # --seeds: seed k > 0 of trial n is the search's + n + k * this
+from search.train import CachedBatches  # noqa: E402
 
 
-class ScoreAt(keras.callbacks.Callback):
-    """At the end of epoch `epoch` (from 1): accuracy on each of `sets`, then stop training."""
+class ScoreAtEnd(keras.callbacks.Callback):
+    """When training ends: accuracy on each of `sets`."""
 
-    def __init__(self, epoch: int, sets: dict):
+    def __init__(self, sets: dict):
         super().__init__()
-        self.epoch, self.sets, self.accuracy = epoch, sets, {}
+        self.sets, self.accuracy = sets, {}
 
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            self.accuracy = {name: self.model.evaluate(batches, verbose=0, return_dict=True)
-                             ["accuracy"] for name, batches in self.sets.items()}
-            self.model.stop_training = True
+    def on_train_end(self, logs=None):
+        self.accuracy = {name: self.model.evaluate(batches, verbose=0, return_dict=True)
+                         ["accuracy"] for name, batches in self.sets.items()}
 
 
 def holdout_images(data, subset: int, n: int):
@@ -68,25 +65,24 @@ def holdout_images(data, subset: int, n: int):
     return data.x_train[chosen], data.y_train[chosen]
 
 
-def train_again(trial, cache, settings, data, train, val, holdout, test, seed: int) -> dict:
+def train_again(trial, cache, data, train, val, holdout, test, seed: int) -> dict:
     """`trial`'s configuration trained as the study trained it, with `seed`, to its best epoch:
     the accuracy there on the validation images, the holdout and the test set."""
     frozen = N_BLOCKS - trial.params["unfrozen_blocks"]
-    sets = {name: CachedBatches([cache.activations(images, frozen)], images.labels, 256,
-                                shuffle=False) for name, images in [("holdout", holdout),
-                                                                    ("test", test)]}
-    log, score = EpochLog(len(train.labels)), ScoreAt(trial.user_attrs["best_epoch"], sets)
-    train_suffix(trial.params, cache, train, val, len(data.class_names), settings.epochs, seed,
-                 [log, score])
-    clear_session()
-    return {"val": log.epochs[-1]["val_accuracy"], **score.accuracy}
+    score = ScoreAtEnd({name: CachedBatches([cache.activations(images, frozen)], images.labels,
+                                            256, shuffle=False)
+                        for name, images in [("holdout", holdout), ("test", test)]})
+    val_accuracy = rerun(trial, cache, train, val, len(data.class_names), seed, [score])
+    return {"val": val_accuracy, **score.accuracy}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies-dir", type=Path, required=True)
     parser.add_argument("--study", default="mnist")
-    parser.add_argument("--seed", type=int, required=True, help="the search's --seed")
+    parser.add_argument("--seed", type=int,
+                        help="the search's --seed, for a study whose trials did not record "
+                             "their seed (made before 2026-12-07)")
     parser.add_argument("--holdout", type=int, default=10_000)
     parser.add_argument("--top", type=int, help="only the study's first K completed trials")
     parser.add_argument("--seeds", type=int, default=1,
@@ -112,8 +108,9 @@ def main() -> None:
     rows = []
     for trial in trials:
         started = time.perf_counter()
-        runs = [train_again(trial, cache, settings, data, train, val, holdout, test,
-                            args.seed + trial.number + OTHER_SEEDS * k) for k in range(args.seeds)]
+        seed = training_seed(trial) if args.seed is None else args.seed + trial.number
+        runs = [train_again(trial, cache, data, train, val, holdout, test, seed + OTHER_SEEDS * k)
+                for k in range(args.seeds)]
         rows.append({"trial": trial, **runs[0], "seconds": time.perf_counter() - started,
                      "other_seeds": runs[1:]})
         print(f"trial {trial.number}: study {trial.value:.4f}, again {runs[0]['val']:.4f}, "
