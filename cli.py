@@ -226,6 +226,7 @@ def cmd_retrain(args) -> None:
 def cmd_report(args) -> None:
     from rich.table import Table
 
+    from search.report import confirmation_table
     from search.study import FINISHED, connect, load_study, ranked_trials, trial_counts
 
     study, settings = load_study(connect(storage_url(args)), args.study)
@@ -256,6 +257,8 @@ def cmd_report(args) -> None:
                                 f"{row['f1-score']:.4f}", str(int(row['support'])))
         console.print(metrics)
         console.print(f"test accuracy {test['test_accuracy']:.4f}, loss {test['test_loss']:.4f}")
+        if report.get("confirmation"):
+            console.print(confirmation_table(report["confirmation"]))
         if report.get("ensemble"):
             console.print(f"ensemble of trials {report['ensemble']['trials']}: test accuracy "
                           f"{report['ensemble']['test_accuracy']:.4f}")

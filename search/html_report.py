@@ -9,7 +9,8 @@ from pathlib import Path
 
 import optuna
 
-from search.report import EXPORT_COLUMNS, export_cells, write_atomic
+from search.report import (CONFIRMATION_COLUMNS, EXPORT_COLUMNS, confirmation_cells,
+                           export_cells, write_atomic)
 from search.study import FINISHED, ranked_trials
 
 PICTURES = [("learning_curves.png", "Validation accuracy per epoch (pruned trials dashed)"),
@@ -78,8 +79,13 @@ def _test_results(report: dict) -> str:
     test = report["test"]
     text = test.get("classification_report_text", "")
     extra = ""
+    if report.get("confirmation"):
+        rows = [confirmation_cells(r) for r in report["confirmation"]]
+        extra += (f"<h3>Confirmation: the best configurations run again with another seed "
+                  f"(retrained: #{report['retrain']['trial']})</h3>"
+                  + _table(CONFIRMATION_COLUMNS, rows))
     if report.get("ensemble"):
-        extra = (f"<p>Ensemble of trials {report['ensemble']['trials']} (averaged probabilities): "
+        extra += (f"<p>Ensemble of trials {report['ensemble']['trials']} (averaged probabilities): "
                  f"test accuracy <b>{report['ensemble']['test_accuracy']:.4f}</b></p>")
     if report.get("exports"):
         rows = [export_cells(r) for r in report["exports"].values()]

@@ -141,9 +141,12 @@ def test_html_report_is_self_contained(studies, tmp_path, capsys):
     page = tmp_path / "report.html"
     assert main(["report", "--study", "digits", "--html", str(page),
                  "--studies-dir", str(studies)]) == 0
+    printed = " ".join(capsys.readouterr().err.split())  # rich wraps the tables' titles
+    assert "the best configurations run again with another seed" in printed
     text = page.read_text()
     assert "Optimization History" in text and "Parallel Coordinate" in text
     assert "Test set (360 images)" in text and "Ensemble of trials" in text
+    assert "Confirmation: the best configurations run again" in text
     assert text.count('" src="data:image/png;base64,') == 4  # curves, confusion, samples, preview
     assert '<script src="http' not in text  # plotly.js is inline: opens without a network
     assert "Exports, evaluated from their own files" in text and "tflite-int8" in text
