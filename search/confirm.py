@@ -31,7 +31,7 @@ OTHER_SEEDS = 10_000  # rerun k of a trial trains with its seed + k * this
 class Confirmation:
     trial: object  # optuna FrozenTrial
     values: list[float]  # validation accuracy at the trial's best epoch: the study's seed first
-    seeds: list[int]
+    seeds: list[int]  # the reruns'
     seconds: float
 
     @property
@@ -45,8 +45,9 @@ class Confirmation:
 
 
 def training_seed(trial) -> int:
-    """The seed the study trained `trial` with (recorded since 2026-12-07; before, and in
-    KerasTuner's trials, its number: the seed of a search run without --seed)."""
+    """The seed the study trained `trial` with, as the trial recorded it (since 2026-12-07).
+    Without the record (older studies, KerasTuner's trials) its number: the seed of Optuna's
+    trial in a search without --seed; a rerun's seed differs from the study's all the same."""
     return int(trial.user_attrs.get("train_seed", trial.number))
 
 
@@ -73,10 +74,10 @@ def confirm(trials: list, settings: SearchSettings, data: Dataset, cache: Featur
     val = prepare(split.x_val, split.y_val, settings.image_size)
     confirmed = []
     for trial in trials:
-        started, own = time.perf_counter(), training_seed(trial)
-        others = [own + OTHER_SEEDS * k for k in range(1, seeds + 1)]
+        started = time.perf_counter()
+        others = [training_seed(trial) + OTHER_SEEDS * k for k in range(1, seeds + 1)]
         values = [rerun(trial, cache, train, val, len(data.class_names), seed, progress=progress)
                   for seed in others]
-        confirmed.append(Confirmation(trial, [trial.value, *values], [own, *others],
+        confirmed.append(Confirmation(trial, [trial.value, *values], others,
                                       time.perf_counter() - started))
     return sorted(confirmed, key=lambda c: -c.mean if c.mean == c.mean else float("inf"))

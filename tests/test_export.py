@@ -11,7 +11,7 @@ from browser import chromium, console_errors, page_text
 from cli import main
 from conftest import ROOT, WEIGHTS, run_cli
 from search.cache import FeatureCache
-from search.confirm import rerun, training_seed
+from search.confirm import OTHER_SEEDS, rerun, training_seed
 from search.data import load_dataset, split_for_search
 from search.export import FORMATS
 from search.exported import load_exported
@@ -60,8 +60,9 @@ def test_confirmation_orders_the_retrain_by_the_mean_over_seeds(studies):
     study, _ = load_study(connect(default_storage(studies)), "digits")
     assert sorted(r["trial"] for r in rows) == sorted(t.number for t in ranked_trials(study))
     for row in rows:
-        assert row["values"][0] == study.trials[row["trial"]].value  # the study's seed first
-        assert len(row["values"]) == 2 and row["seeds"][1] != row["seeds"][0]
+        trial = study.trials[row["trial"]]
+        assert row["values"][0] == trial.value  # the study's run first
+        assert len(row["values"]) == 2 and row["seeds"] == [training_seed(trial) + OTHER_SEEDS]
         assert row["mean"] == pytest.approx(np.mean(row["values"]))
     assert [r["mean"] for r in rows] == sorted((r["mean"] for r in rows), reverse=True)
     assert report["ensemble"]["trials"] == [r["trial"] for r in rows[:2]]
