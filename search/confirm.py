@@ -24,13 +24,13 @@ from search.progress import task
 from search.study import SearchSettings
 from search.train import EpochLog, n_batches, train_suffix
 
-OTHER_SEEDS = 10_000  # rerun k of a trial trains with its seed + k * this
+OTHER_SEEDS = 10_000  # rerun k of a trial trains with its seed + k * this (--confirm: k = 1)
 
 
 @dataclass
 class Confirmation:
     trial: object  # optuna FrozenTrial
-    values: list[float]  # validation accuracy at the trial's best epoch: the study's seed first
+    values: list[float]  # validation accuracy at the trial's best epoch: the study's run first
     seeds: list[int]  # the reruns'
     seconds: float
 
@@ -66,18 +66,17 @@ def rerun(trial, cache: FeatureCache, train: ImageSet, val: ImageSet, n_classes:
 
 
 def confirm(trials: list, settings: SearchSettings, data: Dataset, cache: FeatureCache,
-            seeds: int = 1, progress=None) -> list[Confirmation]:
-    """Each of `trials` run again with `seeds` other seeds; best mean first (ties: the given
-    order). A rerun that diverges counts as NaN, which sorts last."""
+            progress=None) -> list[Confirmation]:
+    """Each of `trials` run again with another seed; best mean first (ties: the given order). A
+    rerun that diverges counts as NaN, which sorts last."""
     split = split_for_search(data, settings.val_fraction, settings.subset)
     train = prepare(split.x_train, split.y_train, settings.image_size)
     val = prepare(split.x_val, split.y_val, settings.image_size)
     confirmed = []
     for trial in trials:
         started = time.perf_counter()
-        others = [training_seed(trial) + OTHER_SEEDS * k for k in range(1, seeds + 1)]
-        values = [rerun(trial, cache, train, val, len(data.class_names), seed, progress=progress)
-                  for seed in others]
-        confirmed.append(Confirmation(trial, [trial.value, *values], others,
+        seed = training_seed(trial) + OTHER_SEEDS
+        value = rerun(trial, cache, train, val, len(data.class_names), seed, progress=progress)
+        confirmed.append(Confirmation(trial, [trial.value, value], [seed],
                                       time.perf_counter() - started))
     return sorted(confirmed, key=lambda c: -c.mean if c.mean == c.mean else float("inf"))
