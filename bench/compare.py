@@ -44,11 +44,11 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from search.cache import FeatureCache  # noqa: E402
-from search.data import load_dataset, split_for_search  # noqa: E402
+from search.data import load_dataset  # noqa: E402
 from search.memory import clear_session  # noqa: E402
 from search.model import N_BLOCKS, assemble, build_suffix, frozen_prefix, load_vgg16, weights_id  # noqa: E402
 from search.objective import Objective  # noqa: E402
-from search.preprocess import augmenter, prepare  # noqa: E402
+from search.preprocess import augmenter, search_images  # noqa: E402
 from search.progress import counted, task  # noqa: E402
 from search.space import DEFAULT_SPACE, Space  # noqa: E402
 from search.study import DEFAULT_EPOCHS, MONITOR, make_pruner  # noqa: E402
@@ -144,9 +144,7 @@ def load_data(args: argparse.Namespace):
     VGG16 base."""
     data = load_dataset(args.dataset)
     total = args.train + args.val
-    split = split_for_search(data, args.val / total, total)
-    train = prepare(split.x_train, split.y_train, args.image_size)
-    val = prepare(split.x_val, split.y_val, args.image_size)
+    train, val = search_images(data, args.val / total, total, args.image_size)
     return data, train, val, load_vgg16(args.weights, args.image_size)
 
 

@@ -26,9 +26,9 @@ import keras  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from search.data import load_dataset, split_for_search  # noqa: E402
+from search.data import load_dataset  # noqa: E402
 from search.model import N_BLOCKS, load_vgg16  # noqa: E402
-from search.preprocess import prepare  # noqa: E402
+from search.preprocess import prepare, search_images  # noqa: E402
 from search.train import CachedBatches, EpochLog, train_suffix  # noqa: E402
 
 
@@ -68,9 +68,7 @@ def main() -> None:
 
     started = time.perf_counter()
     data = load_dataset(args.dataset)
-    split = split_for_search(data, args.val_fraction, args.subset)
-    train = prepare(split.x_train, split.y_train, args.image_size)
-    val = prepare(split.x_val, split.y_val, args.image_size)
+    train, val = search_images(data, args.val_fraction, args.subset, args.image_size)
     test = prepare(*data.test_set(), args.image_size)
     base = load_vgg16(args.weights, args.image_size)
     with temporary_cache(args, data, base) as cache:

@@ -35,9 +35,9 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 from search.cache import FeatureCache  # noqa: E402
 from search.confirm import OTHER_SEEDS, rerun, training_seed  # noqa: E402
-from search.data import load_dataset, split_for_search, subset_indices  # noqa: E402
+from search.data import load_dataset, subset_indices  # noqa: E402
 from search.model import N_BLOCKS, load_vgg16  # noqa: E402
-from search.preprocess import prepare  # noqa: E402
+from search.preprocess import prepare, search_images  # noqa: E402
 from search.study import connect, default_storage, load_study, ranked_trials  # noqa: E402
 from search.train import CachedBatches  # noqa: E402
 
@@ -96,9 +96,7 @@ def main() -> None:
         parser.error("the study searched all training images: none are left to hold out")
     trials = ranked_trials(study)[:args.top]
     data = load_dataset(settings.dataset)
-    split = split_for_search(data, settings.val_fraction, settings.subset)
-    train = prepare(split.x_train, split.y_train, settings.image_size)
-    val = prepare(split.x_val, split.y_val, settings.image_size)
+    train, val = search_images(data, settings.val_fraction, settings.subset, settings.image_size)
     holdout = prepare(*holdout_images(data, settings.subset, args.holdout), settings.image_size)
     test = prepare(*data.test_set(), settings.image_size)
     cache = FeatureCache(args.cache_dir or args.studies_dir / "cache",

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from search.cache import FeatureCache
-from search.data import Dataset, split_for_search
+from search.data import Dataset
 from search.memory import clear_session
-from search.preprocess import ImageSet, prepare
+from search.preprocess import ImageSet, search_images
 from search.progress import task
 from search.study import SearchSettings
 from search.train import EpochLog, n_batches, train_suffix
@@ -69,9 +69,7 @@ def confirm(trials: list, settings: SearchSettings, data: Dataset, cache: Featur
             progress=None) -> list[Confirmation]:
     """Each of `trials` run again with another seed; best mean first (ties: the given order). A
     rerun that diverges counts as NaN, which sorts last."""
-    split = split_for_search(data, settings.val_fraction, settings.subset)
-    train = prepare(split.x_train, split.y_train, settings.image_size)
-    val = prepare(split.x_val, split.y_val, settings.image_size)
+    train, val = search_images(data, settings.val_fraction, settings.subset, settings.image_size)
     confirmed = []
     for trial in trials:
         started = time.perf_counter()

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from search.data import Dataset, split_for_search
+
 BATCH = 2048  # images resized per call: bounds the temporary memory
 # Strength 1.0 of augmentation: rotation (fraction of a full turn), shift and zoom (fractions of
 # the image size). Strength s scales all three; s = 0 is no augmentation.
@@ -32,6 +34,15 @@ def prepare(x: np.ndarray, y: np.ndarray, image_size: int) -> ImageSet:
     images = to_rgb(x, image_size)
     key = hashlib.sha256(images.tobytes()).hexdigest()[:16]
     return ImageSet(images, y, key)
+
+
+def search_images(data: Dataset, val_fraction: float, subset: int | None,
+                  image_size: int) -> tuple[ImageSet, ImageSet]:
+    """The search's training and validation images (search.data's stratified split), prepared:
+    the trials, their reruns and the benchmarks all train and score on these."""
+    split = split_for_search(data, val_fraction, subset)
+    return (prepare(split.x_train, split.y_train, image_size),
+            prepare(split.x_val, split.y_val, image_size))
 
 
 def to_rgb(x: np.ndarray, image_size: int) -> np.ndarray:

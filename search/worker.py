@@ -142,24 +142,22 @@ def run_trials_here(job: TrialsJob) -> int:
     """In this process: run trials until the study has enough (DONE) or this process's memory
     passed the limit (RECYCLE)."""
     from search.cache import FeatureCache
-    from search.data import load_dataset, split_for_search
+    from search.data import load_dataset
     from search.model import load_vgg16
     from search.objective import Objective
     from search.pipeline import optimize, study_progress
-    from search.preprocess import prepare
+    from search.preprocess import search_images
     from search.progress import new_progress
     from search.space import Space
     from search.study import connect, open_study
 
     s = job.settings
     data = load_dataset(s.dataset)
-    split = split_for_search(data, s.val_fraction, s.subset)
+    train, val = search_images(data, s.val_fraction, s.subset, s.image_size)
     base = load_vgg16(s.weights, s.image_size)
     # Workers started together see the same number of trials: their sampler seeds must differ.
     sampler_seed = None if job.seed is None else job.seed + 100_000 * job.worker
     study = open_study(connect(job.storage), job.study_name, s, sampler_seed, job.pruner)
-    train = prepare(split.x_train, split.y_train, s.image_size)
-    val = prepare(split.x_val, split.y_val, s.image_size)
     with new_progress() as progress:
         cache = FeatureCache(Path(job.cache_dir), base, s.weights_id, s.image_size,
                              data.flips_keep_label, progress=progress)
