@@ -12,13 +12,13 @@ from cli import main
 from conftest import ROOT, WEIGHTS, run_cli
 from search.cache import FeatureCache
 from search.confirm import OTHER_SEEDS, rerun, training_seed
-from search.data import load_dataset, split_for_search
+from search.data import load_dataset
 from search.export import FORMATS
 from search.exported import load_exported
 from search.model import load_vgg16
 from search.pipeline import run_search
 from search.predict import predict_files
-from search.preprocess import prepare, to_rgb, vgg16_inputs
+from search.preprocess import search_images, to_rgb, vgg16_inputs
 from search.retrain import ensemble_accuracy
 from search.study import connect, default_storage, load_study, ranked_trials
 
@@ -75,9 +75,7 @@ def test_a_rerun_with_the_trials_own_seed_reproduces_its_value(studies):
     """The rerun trains as the study did: same images, epochs and seed give the same value."""
     study, settings = load_study(connect(default_storage(studies)), "digits")
     data = load_dataset("digits")
-    split = split_for_search(data, settings.val_fraction, settings.subset)
-    train, val = (prepare(x, y, settings.image_size) for x, y in
-                  [(split.x_train, split.y_train), (split.x_val, split.y_val)])
+    train, val = search_images(data, settings.val_fraction, settings.subset, settings.image_size)
     cache = FeatureCache(studies / "cache", load_vgg16(settings.weights, settings.image_size),
                          settings.weights_id, settings.image_size, data.flips_keep_label)
     for trial in ranked_trials(study)[:2]:
