@@ -25,6 +25,10 @@ from search.study import SearchSettings
 from search.train import EpochLog, n_batches, train_suffix
 
 OTHER_SEEDS = 10_000  # rerun k of a trial trains with its seed + k * this (--confirm: k = 1)
+# Means are compared at 6 decimals: two configurations with as many correct validation images in
+# all keep the study's order, whatever float32's rounding of each accuracy adds (up to ~1e-7), and
+# one image of 100 000 still counts.
+MEAN_DECIMALS = 6
 
 
 @dataclass
@@ -77,4 +81,10 @@ def confirm(trials: list, settings: SearchSettings, data: Dataset, cache: Featur
         value = rerun(trial, cache, train, val, len(data.class_names), seed, progress=progress)
         confirmed.append(Confirmation(trial, [trial.value, value], [seed],
                                       time.perf_counter() - started))
-    return sorted(confirmed, key=lambda c: -c.mean if c.mean == c.mean else float("inf"))
+    return by_mean(confirmed)
+
+
+def by_mean(confirmed: list[Confirmation]) -> list[Confirmation]:
+    """Best mean first; equal means (at MEAN_DECIMALS) in the given order; NaN last."""
+    return sorted(confirmed, key=lambda c: -round(c.mean, MEAN_DECIMALS) if c.mean == c.mean
+                  else float("inf"))

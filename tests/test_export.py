@@ -11,7 +11,7 @@ from browser import chromium, console_errors, page_text
 from cli import main
 from conftest import ROOT, WEIGHTS, run_cli
 from search.cache import FeatureCache
-from search.confirm import OTHER_SEEDS, rerun, training_seed
+from search.confirm import OTHER_SEEDS, Confirmation, by_mean, rerun, training_seed
 from search.data import load_dataset
 from search.export import FORMATS
 from search.exported import load_exported
@@ -69,6 +69,21 @@ def test_confirmation_orders_the_retrain_by_the_mean_over_seeds(studies):
     assert report["seconds"]["confirm"] > 0
     markdown = (studies / "digits" / "report.md").read_text()
     assert "Confirmation: the 3 best configurations" in markdown
+
+
+def test_equal_counts_of_correct_images_keep_the_studys_order():
+    """The Zen 4's seed-0 study (2026-12-07) confirmed #41 (587 and 582 of 600 right) and #46
+    (586, 583): a tie, which #41 won by 3e-8 of float32 rounding in its accuracies, in the
+    study's order by chance. Here the rounding favours the second configuration."""
+    def confirmed(number, *correct):
+        accuracies = [float(np.float32(n / 600)) for n in correct]
+        return Confirmation(number, accuracies, [], 0.0)
+    first, second = confirmed(0, 569, 600), confirmed(1, 587, 582)
+    assert second.mean > first.mean  # the rounding this guards against
+    assert [c.trial for c in by_mean([first, second])] == [0, 1]
+    one_more_image = confirmed(2, 587, 583)
+    diverged = confirmed(3, 600, float("nan"))
+    assert [c.trial for c in by_mean([diverged, first, one_more_image])] == [2, 0, 3]
 
 
 def test_a_rerun_with_the_trials_own_seed_reproduces_its_value(studies):
