@@ -45,6 +45,8 @@ def add_storage(p: argparse.ArgumentParser) -> None:
 
 
 def add_retrain_options(p: argparse.ArgumentParser) -> None:
+    from search.study import DEFAULT_CONFIRM_TOP
+
     p.add_argument("--retrain-epochs", type=positive_int,
                    help="epochs of the retrain (default: the best trial's best epoch, at most "
                         "as many as pass 120 000 images: 2 on MNIST)")
@@ -55,10 +57,10 @@ def add_retrain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ensemble", type=positive_int, default=1, metavar="K",
                    help="also retrain the next K-1 distinct configurations and report the test "
                         "accuracy of their averaged probabilities beside the best one's")
-    p.add_argument("--confirm", type=int, default=0, metavar="K",
+    p.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM_TOP, metavar="K",
                    help="before the retrain, train the K best configurations again with another "
                         "seed on the search's images and retrain the best mean over both seeds "
-                        "(default: 0, off; search.confirm)")
+                        f"(default: {DEFAULT_CONFIRM_TOP}; 0: off; search.confirm)")
 
 
 def add_search_options(p: argparse.ArgumentParser) -> None:

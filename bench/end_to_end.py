@@ -32,7 +32,7 @@ from rich.table import Table  # noqa: E402
 from cli import subset_arg  # noqa: E402
 from search.memory import anon_rss_mb  # noqa: E402
 from search.pipeline import run_search  # noqa: E402
-from search.study import DEFAULT_EPOCHS, DEFAULT_SUBSET  # noqa: E402
+from search.study import DEFAULT_CONFIRM_TOP, DEFAULT_EPOCHS, DEFAULT_SUBSET  # noqa: E402
 
 
 class AnonymousMemory(threading.Thread):
@@ -79,8 +79,9 @@ def main() -> None:
     parser.add_argument("--retrain-subset", type=subset_arg, default="all",
                         help="images of the retrain: N or all (default: all)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--confirm", type=int, default=0, metavar="K",
-                        help="as `cli.py search --confirm K` (default: 0, off)")
+    parser.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM_TOP, metavar="K",
+                        help=f"as `cli.py search --confirm K` (default: {DEFAULT_CONFIRM_TOP}; "
+                             "0: off)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the studies folder (database, report, model, cache) in DIR, a "
                              "new folder, for a later look; default: a temporary one, deleted")

@@ -30,9 +30,10 @@ from search.shared_study import (check_not_surplus, record_retrained, retrain_cl
                                  target_reached)
 from search.space import DEFAULT_SPACE, Space
 from search.worker import DEFAULT_MEMORY_LIMIT_MB, TrialsJob, run_trials, run_trials_here
-from search.study import (DEFAULT_EPOCHS, DEFAULT_SUBSET, DEFAULT_VAL_FRACTION, FINISHED,
-                          SearchSettings, best_trial, check_engine, check_pruning_steps, connect,
-                          count_finished, default_storage, load_study, open_study, trial_counts)
+from search.study import (DEFAULT_CONFIRM_TOP, DEFAULT_EPOCHS, DEFAULT_SUBSET,
+                          DEFAULT_VAL_FRACTION, FINISHED, SearchSettings, best_trial, check_engine,
+                          check_pruning_steps, connect, count_finished, default_storage,
+                          load_study, open_study, trial_counts)
 
 
 def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | None = None,
@@ -41,7 +42,7 @@ def run_search(dataset: str = "mnist", trials: int = 50, *, study_name: str | No
                val_fraction: float = DEFAULT_VAL_FRACTION, epochs: int = DEFAULT_EPOCHS,
                pruner: str = "hyperband", seed: int | None = None, do_retrain: bool = True,
                retrain_epochs: int | None = None, retrain_subset: int | str = "all",
-               cache_dir=None, ensemble: int = 1, confirm_top: int = 0,
+               cache_dir=None, ensemble: int = 1, confirm_top: int = DEFAULT_CONFIRM_TOP,
                memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB,
                keras_tuner: str | None = None, workers: int = 1,
                separate_process: bool = True) -> dict:
@@ -240,7 +241,7 @@ def retrain_and_report(study, settings: SearchSettings, data, cache: FeatureCach
     retrained, evaluations, confirmation = [], [], None
     with new_progress() as progress:
         cache.progress = progress
-        if confirm_top:
+        if confirm_top and len(members) > 1:  # one configuration has nothing to be ordered against
             started = time.perf_counter()
             reruns = confirm(members[:confirm_top], settings, data, cache, progress=progress)
             members = [c.trial for c in reruns] + members[confirm_top:]
@@ -280,7 +281,8 @@ def retrain_and_report(study, settings: SearchSettings, data, cache: FeatureCach
 
 def retrain_study(study_name: str, *, storage: str | None = None, studies_dir="studies",
                   epochs: int | None = None, subset: int | str = "all",
-                  cache_dir=None, ensemble: int = 1, confirm_top: int = 0) -> dict:
+                  cache_dir=None, ensemble: int = 1,
+                  confirm_top: int = DEFAULT_CONFIRM_TOP) -> dict:
     """Retrain and report an existing study's best trial (data and model from its settings)."""
     check_confirm(confirm_top)
     study, settings = load_study(connect(storage or default_storage(studies_dir)), study_name)

@@ -85,7 +85,10 @@ def test_search_retrain_report_export_resume(searched):
     assert report["test"]["n_test"] == 360  # scikit-learn digits: the fixed 20 % test split
     assert report["test"]["test_accuracy"] > 0.5  # 10 classes: far above chance
     assert report["retrain"]["images"] == 1437  # all of digits' training images, not the 400
-    assert report["retrain"]["trial"] == report["best_trial"]["number"]
+    # --confirm 2 by default: the best two configurations rerun, the better mean retrained
+    confirmed = [row["trial"] for row in report["confirmation"]]
+    assert len(confirmed) == 2 and report["best_trial"]["number"] in confirmed
+    assert report["retrain"]["trial"] == confirmed[0]
     assert report["trials"]["pruned"] >= 1
     assert "precision" in (out / "report.md").read_text()
 

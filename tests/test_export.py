@@ -73,8 +73,8 @@ def test_confirmation_orders_the_retrain_by_the_mean_over_seeds(studies):
 
 def test_equal_counts_of_correct_images_keep_the_studys_order():
     """The Zen 4's seed-0 study (2026-12-07) confirmed #41 (587 and 582 of 600 right) and #46
-    (586, 583): a tie, which #41 won by 3e-8 of float32 rounding in its accuracies, in the
-    study's order by chance. Here the rounding favours the second configuration."""
+    (586, 583): a tie to the last bit, so the study's order kept #41. Accuracies arrive as
+    float32, whose rounding can as well split such a tie; here it favours the second one."""
     def confirmed(number, *correct):
         accuracies = [float(np.float32(n / 600)) for n in correct]
         return Confirmation(number, accuracies, [], 0.0)
