@@ -1,5 +1,5 @@
-"""Between the study and the retrain (optional, `--confirm K`): train the K best configurations
-again with another seed and retrain the one with the best mean.
+"""Between the study and the retrain (`--confirm K`, 2 by default; 0 off): train the K best
+configurations again with another seed and retrain the one with the best mean.
 
 A trial's value is one seed's best epoch on few validation images (600 by default), and the study
 retrains the highest of dozens: the luckiest run twice over. bench/selection.py measured it on the
